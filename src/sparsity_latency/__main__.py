@@ -1,0 +1,3 @@
+from sparsity_latency.cli import main
+
+main()

@@ -1,0 +1,287 @@
+"""Command line: argument parsing and printing only; every command calls one library function."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sparsity_latency.errors import InputError
+
+app = typer.Typer(
+    help="Gradient sparsity vs inference latency of adversarially trained, membrane-quantized SNNs.\n\n"
+    "Example: sparsity-latency study experiments/smoke.toml",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(width=None if sys.stdout.isatty() else 140)
+errors = Console(stderr=True)
+_debug = {"on": False}
+
+ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (TOML).", show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Results root folder.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU if present), cpu or cuda.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+RunArg = Annotated[str, typer.Argument(help="Run directory, or a run id found under --out.", show_default=False)]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input → one line on stderr, exit 2; a failed run → one line, exit 1 (traceback with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except InputError as exc:
+            _fail(str(exc), 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:
+            if _debug["on"]:
+                traceback.print_exc()
+            _fail(f"run failed: {type(exc).__name__}: {exc}", 1)
+
+    return wrapper
+
+
+@app.callback()
+def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _debug["on"] = debug
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=errors, disable=quiet or not errors.is_terminal, transient=True)
+
+
+def _device(name: str):
+    from sparsity_latency.stages import resolve_device
+
+    return resolve_device(name)
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{option} takes comma-separated numbers, got '{text}'") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise InputError(f"{option} takes comma-separated finite numbers, got '{text}'")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@app.command()
+@guarded
+def train(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    method: Annotated[str | None, typer.Option(help="Training method: standard or pgd-at.")] = None,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one run; writes run.json, checkpoint.pt and train.parquet.
+
+    Example: sparsity-latency train experiments/smoke.toml --method pgd-at --set train.epochs=3
+    """
+    from sparsity_latency.config import load_config
+    from sparsity_latency.stages import train_stage
+
+    overrides = [*(set_ or []), *([f'train.method="{method}"'] if method else [])]
+    cfg = load_config(config, overrides)
+    torch_device = _device(device)
+    with _progress(quiet) as progress:
+        task = progress.add_task(f"train {cfg.train.method} seed {cfg.seed}", total=cfg.train.epochs)
+        directory = train_stage(cfg, out, torch_device, lambda epoch: progress.advance(task))
+    from sparsity_latency.runs import read_table
+
+    frame = read_table(directory / "train.parquet", "train")
+    last = frame[(frame["layer"] == "__net__") & (frame["epoch"] == frame["epoch"].max())].iloc[0]
+    console.print(f"trained {directory}  loss {last['loss']:.3f}  train acc {last['accuracy']:.3f}  "
+                  f"test acc {last['test_accuracy']:.3f}")
+
+
+@app.command()
+@guarded
+def attack(
+    run: RunArg,
+    attack: Annotated[str | None, typer.Option("--attack", help="Attacks, comma-separated: fgsm,pgd.")] = None,
+    eps: Annotated[str | None, typer.Option(help="L∞ budgets in input units, e.g. 0.01,0.03,0.1.")] = None,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a trained run under attack; writes attack.parquet.
+
+    Example: sparsity-latency attack results/smoke/pgd-at-s0-1a2b3c4d5e --attack pgd --eps 0.01,0.03
+    """
+    from sparsity_latency.config import with_changes
+    from sparsity_latency.runs import find_run, manifest_config, read_manifest, read_table
+    from sparsity_latency.stages import attack_stage
+
+    directory = find_run(run, out)
+    changes: dict[str, Any] = {}
+    if attack:
+        changes["attack.attacks"] = _names(attack)
+    if eps:
+        changes["attack.eps"] = _floats(eps, "--eps")
+    cfg = with_changes(manifest_config(read_manifest(directory)), changes)
+    attack_stage(directory, _device(device), cfg.attack)
+    frame = read_table(directory / "attack.parquet", "attack")
+    net = frame[frame["layer"] == "__net__"][["attack", "eps", "clean_accuracy", "robust_accuracy",
+                                              "input_grad_zero_fraction", "input_grad_hoyer"]]
+    _print_frame(net, f"attack · {directory.name}", as_json)
+
+
+@app.command()
+@guarded
+def profile(
+    run: RunArg,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure latency of a trained run (wall-clock, SynOps, MACs, energy); writes profile.parquet.
+
+    Example: sparsity-latency profile results/smoke/standard-s0-1a2b3c4d5e
+    """
+    from sparsity_latency.runs import find_run, read_table
+    from sparsity_latency.stages import profile_stage
+
+    directory = find_run(run, out)
+    profile_stage(directory, _device(device))
+    frame = read_table(directory / "profile.parquet", "profile")
+    net = frame[frame["layer"] == "__net__"][["backend", "batch_size", "threads", "wall_ms_p50",
+                                              "wall_ms_p95", "synops", "macs", "energy_pj", "time_steps"]]
+    _print_frame(net, f"profile · {directory.name}", as_json)
+
+
+@app.command()
+@guarded
+def correlate(
+    results: Annotated[Path, typer.Argument(help="Study folder, e.g. results/smoke.", show_default=False)],
+    out: Annotated[Path | None, typer.Option(help="Where to write correlations.parquet "
+                                                  "(default: the study folder).")] = None,
+    attack: Annotated[str | None, typer.Option(help="Attack whose gradients are used.")] = None,
+    eps: Annotated[float | None, typer.Option(help="Eps whose gradients are used.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Correlate gradient sparsity with latency across the complete runs of a study.
+
+    Example: sparsity-latency correlate results/smoke --attack pgd --eps 0.03
+    """
+    from sparsity_latency.study import correlate_into
+
+    if eps is not None and not (math.isfinite(eps) and eps >= 0):
+        raise InputError(f"eps must be >= 0, got {eps}")
+    _print_correlations(correlate_into(results, out, attack, eps), as_json)
+
+
+@app.command()
+@guarded
+def study(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a whole study (seeds × variants × methods → train, attack, profile), then correlate.
+
+    Stages already complete with the same settings are skipped, so an interrupted study resumes.
+
+    Example: sparsity-latency study experiments/smoke.toml --out results
+    """
+    from sparsity_latency.config import load_config
+    from sparsity_latency.study import expand_grid, run_study
+
+    cfg = load_config(config, set_ or [])
+    torch_device = _device(device)
+    n_stages = 3 * len(expand_grid(cfg))
+    with _progress(quiet) as progress:
+        task = progress.add_task(f"study {cfg.study.name}", total=n_stages)
+
+        def on_stage(run_id: str, stage: str, skipped: bool) -> None:
+            progress.update(task, advance=1, description=f"{run_id} {stage}{' (done before)' if skipped else ''}")
+
+        result = run_study(cfg, out, torch_device, on_stage)
+    if not as_json:
+        console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
+                      f"({result.stages_run} stages run, {result.stages_skipped} already complete)")
+    _print_correlations(result.correlations, as_json)
+
+
+def _print_frame(frame: pd.DataFrame, title: str, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(frame.to_dict("records"), allow_nan=False, default=str)
+                           if not frame.isna().any().any() else frame.to_json(orient="records"))
+        return
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column, justify="right" if frame[column].dtype.kind in "fi" else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+def _label(measure: str) -> str:
+    """input_grad_hoyer → input hoyer; wall_ms_p50_b1 → wall_ms_p50_b1 (unchanged)."""
+    return measure.replace("_grad_", " ").replace("_fraction", "")
+
+
+def _print_correlations(frame: pd.DataFrame, as_json: bool) -> None:
+    """Spearman ρ (p) of each x × y measure, one column per group; the parquet also has Pearson."""
+    if as_json:
+        console.print_json(frame.to_json(orient="records"))
+        return
+    groups = list(dict.fromkeys(frame["group"]))
+    table = Table(title="Spearman ρ (p): gradient sparsity (x) vs latency (y)",
+                  caption="— : fewer than 3 runs, or no spread; Pearson is in correlations.parquet")
+    table.add_column("x")
+    table.add_column("y")
+    for group in groups:
+        n = int(frame.loc[frame["group"] == group, "n"].max())
+        table.add_column(f"{group} n={n}", justify="right")
+    for (x, y), rows in frame.groupby(["x_measure", "y_measure"], sort=False):
+        cells = []
+        for group in groups:
+            row = rows[rows["group"] == group].iloc[0]
+            cells.append("—" if math.isnan(row["spearman_r"])
+                         else f"{row['spearman_r']:+.2f} ({row['spearman_p']:.2g})")
+        table.add_row(_label(x), _label(y), *cells)
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="sparsity-latency")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

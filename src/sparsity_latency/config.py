@@ -1,0 +1,317 @@
+"""Typed experiment configuration: defaults, TOML loading, `--set key=value` overrides, validation.
+
+A config file has one table per section below (`[data]`, `[model]`, …); every key is optional and
+falls back to the default written here. `docs/config.md` lists every key with its meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparsity_latency.errors import InputError
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The grid a study runs: seeds × variants × training methods."""
+
+    name: str = ""
+    seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = ("standard", "pgd-at")
+    # Each variant is a partial config (nested tables or dotted keys) laid over the base config.
+    variants: tuple[dict, ...] = ({},)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset, its size, and how events become frames; simulator parameters for synthetic data."""
+
+    name: str = "synthetic-digits"
+    train_samples: int = 256
+    test_samples: int = 128
+    time_steps: int = 8
+    frame_clip: float = 3.0  # events per pixel and bin that map to input value 1.0
+    contrast_threshold: float = 0.2  # ESIM log-intensity threshold C (mean over pixels)
+    threshold_sigma: float = 0.03  # per-pixel spread of C (v2e: N(0.2, 0.03))
+    refractory_us: float = 0.0
+    render_dt_us: float = 5000.0  # rendering step of the moving image; events are interpolated between
+    background: float = 0.1  # intensity of the screen behind the digit, in [0, 1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network and its quantized-membrane LIF neurons."""
+
+    name: str = "tiny-conv"
+    channels: tuple[int, ...] = (8, 16)
+    membrane_bits: float = 1.58  # 1.58 = ternary {-1, 0, 1}; >= 32 = full precision
+    beta: float = 0.5  # membrane leak (SpQuant: 1/2, one right shift)
+    threshold: float = 1.0  # in membrane grid units
+    reset: str = "zero"  # "zero" (hard reset, SpQuant) or "subtract"
+    surrogate: str = "triangle"
+    surrogate_width: float = 1.0  # triangle width γ / atan α
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training method and its hyper-parameters; τ of the small-gradient sparsity measure."""
+
+    method: str = "standard"
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-3
+    eps: float = 0.03  # adversarial training budget (L∞, input range [0, 1])
+    pgd_steps: int = 3
+    pgd_step_size: float = 0.0  # 0 means 2.5 · eps / pgd_steps (Madry et al.)
+    grad_tau: float = 0.01  # |g| <= tau · max|g| counts as a small gradient
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Robustness evaluation: attacks × eps on the test set."""
+
+    attacks: tuple[str, ...] = ("fgsm", "pgd")
+    eps: tuple[float, ...] = (0.01, 0.03, 0.1)
+    pgd_steps: int = 5
+    pgd_step_size: float = 0.0  # 0 means 2.5 · eps / pgd_steps
+    batch_size: int = 64
+    samples: int = 0  # 0 means the whole test set
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """Wall-clock measurement and the energy model's coefficients."""
+
+    batch_sizes: tuple[int, ...] = (1, 32)
+    warmup: int = 3
+    repeats: int = 15
+    threads: int = 1
+    samples: int = 64  # test samples over which operation counts are averaged
+    ac_pj: float = 0.9  # energy per accumulate, 45 nm (Horowitz 2014)
+    mac_pj: float = 4.6  # energy per multiply-accumulate, 45 nm (Horowitz 2014)
+    memory_pj_per_bit: float = 0.15625  # 10 pJ per 64-bit read of an 8 kB SRAM, 45 nm (Horowitz 2014)
+
+
+@dataclass(frozen=True)
+class CorrelateConfig:
+    """Which attack and eps give the gradient-sparsity measures that `correlate` uses."""
+
+    attack: str = "pgd"
+    eps: float = 0.03
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one run or one study needs."""
+
+    seed: int = 0
+    study: StudyConfig = field(default_factory=StudyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    correlate: CorrelateConfig = field(default_factory=CorrelateConfig)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a TOML config, apply `key=value` overrides, validate; raise InputError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: malformed TOML: {exc}") from None
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    raw.setdefault("study", {}).setdefault("name", path.stem)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Build and validate a Config from nested plain data (as read from TOML or run.json)."""
+    config = _build(Config, raw, "")
+    check_config(config)
+    return config
+
+
+def config_to_dict(config: Config) -> dict:
+    """Nested plain data (lists, not tuples) that `config_from_dict` reads back to the same Config."""
+    return _plain(dataclasses.asdict(config))
+
+
+def with_changes(config: Config, changes: dict) -> Config:
+    """A copy of `config` with a partial config (nested or dotted keys) laid over it, validated."""
+    raw = config_to_dict(config)
+    for key, value in flatten(changes).items():
+        set_dotted(raw, key, value)
+    return config_from_dict(raw)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`a.b=value` → ("a.b", value); value read as a TOML value, or as a bare string if it is not one."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InputError(f"override must look like key=value, got '{item}'")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    return key, value
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> None:
+    """Set `raw["a"]["b"] = value` for key "a.b", creating tables on the way."""
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InputError(f"config key '{key}': '{part}' is not a table")
+        node = child
+    node[leaf] = value
+
+
+def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}, "c.d": 2} → {"a.b": 1, "c.d": 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise InputError(f"config '{where.rstrip('.') or 'root'}' must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise InputError(f"unknown config key '{where}{key}'")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, f"{where}{key}.")
+        else:
+            values[key] = _coerce(value, hint, f"{where}{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise InputError(f"config '{name}' must be a list, got {value!r}")
+        (item_hint, _) = typing.get_args(hint)
+        return tuple(_coerce(v, item_hint, f"{name}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        return _coerce(value, next(a for a in typing.get_args(hint) if a is not type(None)), name)
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"config '{name}' must be a table, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"config '{name}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InputError(f"config '{name}' must be a finite number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"config '{name}' must be an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise InputError(f"config '{name}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {name}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise InputError(message)
+
+
+def check_config(config: Config) -> None:
+    """Check values and names against the registries; raise InputError naming the first bad key."""
+    from sparsity_latency.attacks import ATTACKS
+    from sparsity_latency.data import DATASETS
+    from sparsity_latency.models import MODELS
+    from sparsity_latency.neurons import RESETS, SURROGATES
+    from sparsity_latency.training import METHODS
+
+    def known(name: str, value: str, registry: dict | tuple) -> None:
+        _require(value in registry, f"unknown {name} '{value}' (known: {', '.join(sorted(registry))})")
+
+    def positive(name: str, value: float) -> None:
+        _require(value > 0, f"config '{name}' must be > 0, got {value}")
+
+    def non_negative(name: str, value: float) -> None:
+        _require(value >= 0, f"config '{name}' must be >= 0, got {value}")
+
+    study, data, model = config.study, config.data, config.model
+    train, attack, profile = config.train, config.attack, config.profile
+    _require(len(study.seeds) > 0, "config 'study.seeds' must list at least one seed")
+    _require(len(study.methods) > 0, "config 'study.methods' must list at least one method")
+    for method in (*study.methods, train.method):
+        known("training method", method, METHODS)
+    known("dataset", data.name, DATASETS)
+    for key in ("train_samples", "test_samples", "time_steps", "frame_clip", "contrast_threshold",
+                "render_dt_us"):
+        positive(f"data.{key}", getattr(data, key))
+    for key in ("threshold_sigma", "refractory_us"):
+        non_negative(f"data.{key}", getattr(data, key))
+    _require(0 <= data.background < 1, f"config 'data.background' must be in [0, 1), got {data.background}")
+    known("model", model.name, MODELS)
+    _require(all(c > 0 for c in model.channels), "config 'model.channels' must all be > 0")
+    _require(model.membrane_bits >= 1.5, f"config 'model.membrane_bits' must be >= 1.5 (1.58 = ternary), "
+             f"got {model.membrane_bits}")
+    _require(0 < model.beta <= 1, f"config 'model.beta' must be in (0, 1], got {model.beta}")
+    positive("model.threshold", model.threshold)
+    positive("model.surrogate_width", model.surrogate_width)
+    known("reset", model.reset, RESETS)
+    known("surrogate", model.surrogate, SURROGATES)
+    for key in ("epochs", "batch_size", "lr", "pgd_steps"):
+        positive(f"train.{key}", getattr(train, key))
+    non_negative("train.eps", train.eps)
+    non_negative("train.pgd_step_size", train.pgd_step_size)
+    _require(0 <= train.grad_tau < 1, f"config 'train.grad_tau' must be in [0, 1), got {train.grad_tau}")
+    _require(len(attack.attacks) > 0 and len(attack.eps) > 0, "config 'attack' needs attacks and eps")
+    for name in attack.attacks:
+        known("attack", name, ATTACKS)
+    for eps in attack.eps:
+        _require(eps >= 0, f"eps must be >= 0, got {eps}")
+    for key in ("pgd_steps", "batch_size"):
+        positive(f"attack.{key}", getattr(attack, key))
+    non_negative("attack.samples", attack.samples)
+    non_negative("attack.pgd_step_size", attack.pgd_step_size)
+    _require(len(profile.batch_sizes) > 0 and all(b > 0 for b in profile.batch_sizes),
+             "config 'profile.batch_sizes' must list batch sizes > 0")
+    for key in ("repeats", "threads", "samples"):
+        positive(f"profile.{key}", getattr(profile, key))
+    for key in ("warmup", "ac_pj", "mac_pj", "memory_pj_per_bit"):
+        non_negative(f"profile.{key}", getattr(profile, key))
+    known("attack", config.correlate.attack, ATTACKS)
+    non_negative("correlate.eps", config.correlate.eps)

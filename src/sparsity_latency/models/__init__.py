@@ -1,0 +1,21 @@
+"""Networks built by name from a registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from sparsity_latency.config import ModelConfig
+from sparsity_latency.models.tiny_conv import TinyConvSNN
+
+ModelBuilder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
+
+MODELS: dict[str, ModelBuilder] = {
+    "tiny-conv": TinyConvSNN,
+}
+
+
+def build_model(config: ModelConfig, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """The network `config.name` for frames of shape (channels, height, width) and `n_classes` classes."""
+    return MODELS[config.name](config, input_shape, n_classes)

@@ -1,0 +1,218 @@
+"""The run store: run ids, run directories, manifests (run.json), atomic files, checkpoints.
+
+    <out>/<study>/<run_id>/run.json, checkpoint.pt, train.parquet, attack.parquet, profile.parquet
+
+A run id is `<method>-s<seed>-<hash>`, the hash taken over everything that defines the trained model
+(seed, data, model, train). Each stage records in run.json the settings it ran with; a stage counts
+as complete only while those settings are unchanged. Every file is written to a temporary name in
+the same folder and renamed into place, so a killed process never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow
+import torch
+
+from sparsity_latency.config import Config, config_from_dict, config_to_dict
+from sparsity_latency.errors import InputError
+from sparsity_latency.schema import SCHEMA_VERSION, check_table, to_table
+
+STAGES = ("train", "attack", "profile")
+MANIFEST = "run.json"
+CHECKPOINT = "checkpoint.pt"
+IDENTITY_SECTIONS = ("seed", "data", "model", "train")
+
+
+def _digest(value: Any, length: int = 10) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def run_identity(config: Config) -> dict:
+    """The part of the config that defines a trained model."""
+    plain = config_to_dict(config)
+    return {key: plain[key] for key in IDENTITY_SECTIONS}
+
+
+def run_id(config: Config) -> str:
+    """Readable prefix plus a short hash of the run's identity; stable for a config."""
+    return f"{config.train.method}-s{config.seed}-{_digest(run_identity(config))}"
+
+
+def pair_key(config: Config) -> str:
+    """Same for runs that differ only in training method: how adversarial runs find their standard run."""
+    identity = run_identity(config)
+    identity["train"] = {k: v for k, v in identity["train"].items() if k != "method"}
+    return _digest(identity)
+
+
+def study_dir(out: str | Path, config: Config) -> Path:
+    return Path(out) / config.study.name
+
+
+def run_dir(out: str | Path, config: Config) -> Path:
+    return study_dir(out, config) / run_id(config)
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temporary path)`, then rename into `path`; nothing is left behind on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n"))
+
+
+def write_table(path: Path, rows: list[dict], table: str) -> pd.DataFrame:
+    """Write rows as the parquet table `table` (columns and types from `schema`), atomically."""
+    frame = to_table(rows, table)
+    check_table(frame, table, str(path))
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    return frame
+
+
+def read_table(path: Path, table: str) -> pd.DataFrame:
+    """Read and schema-check a parquet table; InputError if it is missing, corrupt or of another schema."""
+    if not path.is_file():
+        raise InputError(f"missing file: {path}")
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError, pyarrow.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+    check_table(frame, table, str(path))
+    return frame
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Weights, optimizer state and the RNG state, loadable with `weights_only=True`."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"missing checkpoint: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise InputError(f"{path}: corrupt checkpoint ({type(exc).__name__})") from None
+
+
+def _git_sha() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def new_manifest(config: Config) -> dict:
+    """run.json of a run that has not run a stage yet."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id(config),
+        "pair_key": pair_key(config),
+        "method": config.train.method,
+        "seed": config.seed,
+        "config": config_to_dict(config),
+        "status": "incomplete",
+        "stages": {},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "git_sha": _git_sha(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "snntorch": _version("snntorch"), "tonic": _version("tonic"),
+                     "sparsity_latency": _version("sparsity-latency")},
+        "command": sys.argv,
+    }
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise InputError(f"not a run directory (no {MANIFEST}): {directory}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: corrupt run manifest") from None
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{path}: unknown run manifest schema (expected version {SCHEMA_VERSION})")
+    return manifest
+
+
+def manifest_config(manifest: dict) -> Config:
+    return config_from_dict(manifest["config"])
+
+
+def stage_complete(directory: Path, stage: str, settings: dict) -> bool:
+    """True if run.json says `stage` finished with exactly these settings."""
+    try:
+        manifest = read_manifest(directory)
+    except InputError:
+        return False
+    record = manifest["stages"].get(stage)
+    return bool(record) and record.get("settings") == settings and (directory / f"{stage}.parquet").is_file()
+
+
+def mark_stage(directory: Path, manifest: dict, stage: str, settings: dict, **facts: Any) -> dict:
+    """Record a finished stage (and its settings) in run.json; the run is complete once all stages are."""
+    manifest["stages"][stage] = {"settings": settings, "finished": datetime.now(UTC).isoformat(
+        timespec="seconds"), **facts}
+    manifest["status"] = "complete" if all(s in manifest["stages"] for s in STAGES) else "incomplete"
+    write_json(directory / MANIFEST, manifest)
+    return manifest
+
+
+def find_run(ref: str | Path, out: str | Path) -> Path:
+    """A run directory from a path, or from a run id searched under `out/<study>/`."""
+    path = Path(ref)
+    if (path / MANIFEST).is_file():
+        return path
+    matches = sorted(Path(out).glob(f"*/{ref}/{MANIFEST}"))
+    if len(matches) == 1:
+        return matches[0].parent
+    if len(matches) > 1:
+        raise InputError(f"run id '{ref}' is ambiguous under {out}: give the run directory")
+    raise InputError(f"no run found at '{ref}' (nor a run of that id under {out}/)")
+
+
+def complete_runs(results: Path) -> list[Path]:
+    """Run directories under a study directory whose run.json says complete."""
+    if not results.is_dir():
+        raise InputError(f"results folder not found: {results}")
+    runs = []
+    for manifest_path in sorted(results.glob(f"*/{MANIFEST}")):
+        if read_manifest(manifest_path.parent).get("status") == "complete":
+            runs.append(manifest_path.parent)
+    if not runs:
+        raise InputError(f"no complete runs in {results}")
+    return runs

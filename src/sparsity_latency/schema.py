@@ -1,0 +1,61 @@
+"""Columns and types of every parquet table: the contract between stages (docs/schema.md).
+
+Every table is tidy: one row per observation, one column per variable, units in column names. A
+column that does not apply to a row's layer holds NaN (e.g. `spike_sparsity` of `conv1`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from sparsity_latency.errors import InputError
+from sparsity_latency.probes import GRAD_COLUMNS
+
+SCHEMA_VERSION = 1
+
+STR, INT, FLOAT = "string", "int64", "float64"
+
+RUN_COLUMNS = {"run_id": STR, "method": STR, "seed": INT}
+
+TABLES: dict[str, dict[str, str]] = {
+    "train": {
+        **RUN_COLUMNS, "epoch": INT, "layer": STR,
+        "loss": FLOAT, "accuracy": FLOAT, "test_accuracy": FLOAT, "spike_sparsity": FLOAT,
+        **dict.fromkeys(GRAD_COLUMNS, FLOAT),
+    },
+    "attack": {
+        **RUN_COLUMNS, "attack": STR, "eps": FLOAT, "layer": STR,
+        "clean_accuracy": FLOAT, "robust_accuracy": FLOAT, "spike_sparsity": FLOAT,
+        **dict.fromkeys(GRAD_COLUMNS, FLOAT),
+    },
+    "profile": {
+        **RUN_COLUMNS, "backend": STR, "batch_size": INT, "layer": STR, "threads": INT,
+        "time_steps": FLOAT, "wall_ms_p50": FLOAT, "wall_ms_p95": FLOAT, "wall_ms_std": FLOAT,
+        "spike_count": FLOAT, "spike_sparsity": FLOAT, "synops": FLOAT, "macs": FLOAT,
+        "membrane_traffic_bits": FLOAT, "energy_pj": FLOAT,
+    },
+    "correlations": {
+        "group": STR, "x_measure": STR, "y_measure": STR, "n": INT,
+        "spearman_r": FLOAT, "spearman_p": FLOAT, "pearson_r": FLOAT, "pearson_p": FLOAT,
+    },
+}
+
+
+def to_table(rows: list[dict], table: str) -> pd.DataFrame:
+    """A DataFrame with exactly the table's columns, in order and type; missing values become NaN."""
+    columns = TABLES[table]
+    frame = pd.DataFrame(rows).reindex(columns=list(columns))
+    return frame.astype(columns)
+
+
+def check_table(frame: pd.DataFrame, table: str, source: str) -> None:
+    """Raise InputError if `frame` lacks a column of `table` or holds it with the wrong type."""
+    for column, dtype in TABLES[table].items():
+        if column not in frame.columns:
+            raise InputError(f"{source}: wrong schema: missing column '{column}'")
+        actual = frame[column].dtype
+        ok = (pd.api.types.is_string_dtype(actual) if dtype == STR
+              else pd.api.types.is_integer_dtype(actual) if dtype == INT
+              else pd.api.types.is_float_dtype(actual))
+        if not ok:
+            raise InputError(f"{source}: wrong schema: column '{column}' is {actual}, expected {dtype}")

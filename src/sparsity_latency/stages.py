@@ -1,0 +1,97 @@
+"""The pipeline's stages — train, attack, profile — each reading and writing one run directory.
+
+These are the library functions behind the `train`, `attack` and `profile` commands and `study`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from sparsity_latency import runs
+from sparsity_latency.config import AttackConfig, Config, ProfileConfig
+from sparsity_latency.data import load_data
+from sparsity_latency.errors import InputError
+from sparsity_latency.evaluation import evaluate_attacks
+from sparsity_latency.latency.profile import profile_model
+from sparsity_latency.training import build_for, train
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when a GPU is present, else the CPU."""
+    if name not in DEVICES:
+        raise InputError(f"unknown device '{name}' (known: {', '.join(DEVICES)})")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def _run_columns(manifest: dict) -> dict:
+    return {"run_id": manifest["run_id"], "method": manifest["method"], "seed": manifest["seed"]}
+
+
+def train_stage(config: Config, out: str | Path, device: torch.device,
+                on_epoch: Callable[[int], None] | None = None) -> Path:
+    """Train one run into `out/<study>/<run_id>/` (run.json, checkpoint.pt, train.parquet)."""
+    directory = runs.run_dir(out, config)
+    manifest = runs.new_manifest(config)
+    runs.write_json(directory / runs.MANIFEST, manifest)
+    result = train(config, device, on_epoch)
+    runs.save_checkpoint(directory / runs.CHECKPOINT, result.model, result.optimizer)
+    runs.write_table(directory / "train.parquet",
+                     [{**_run_columns(manifest), **row} for row in result.rows], "train")
+    runs.mark_stage(directory, manifest, "train", runs.run_identity(config), device=str(device))
+    return directory
+
+
+def load_trained(directory: Path, device: torch.device) -> tuple[dict, Config, torch.nn.Module]:
+    """run.json, config and trained model of a run whose train stage is complete."""
+    manifest = runs.read_manifest(directory)
+    if "train" not in manifest["stages"]:
+        raise InputError(f"run {directory} has not finished training")
+    config = runs.manifest_config(manifest)
+    data = load_data(config.data, config.seed)
+    model = build_for(config, data)
+    checkpoint = runs.load_checkpoint(directory / runs.CHECKPOINT)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError):
+        raise InputError(f"{directory / runs.CHECKPOINT}: weights do not fit the run's model") from None
+    return manifest, config, model.to(device).eval()
+
+
+def attack_stage(directory: Path, device: torch.device, attack: AttackConfig | None = None) -> Path:
+    """Evaluate robustness of a trained run with `attack` settings (default: those in its run.json)."""
+    manifest, config, model = load_trained(directory, device)
+    attack = attack or config.attack
+    data = load_data(config.data, config.seed)
+    rows = evaluate_attacks(model, data.test_x, data.test_y, attack, config.train.grad_tau, config.seed,
+                            device)
+    runs.write_table(directory / "attack.parquet", [{**_run_columns(manifest), **r} for r in rows], "attack")
+    runs.mark_stage(directory, manifest, "attack", settings(attack), device=str(device))
+    return directory
+
+
+def profile_stage(directory: Path, device: torch.device, profile: ProfileConfig | None = None) -> Path:
+    """Measure op counts, energy and wall-clock latency of a trained run."""
+    manifest, config, model = load_trained(directory, device)
+    profile = profile or config.profile
+    data = load_data(config.data, config.seed)
+    rows = profile_model(model, data.test_x, profile, config.model.membrane_bits, device)
+    runs.write_table(directory / "profile.parquet", [{**_run_columns(manifest), **r} for r in rows],
+                     "profile")
+    runs.mark_stage(directory, manifest, "profile", settings(profile), device=str(device))
+    return directory
+
+
+def settings(section: AttackConfig | ProfileConfig) -> dict:
+    """A config section as the plain data recorded in run.json."""
+    return json.loads(json.dumps(dataclasses.asdict(section)))
