@@ -315,3 +315,11 @@ def check_config(config: Config) -> None:
         non_negative(f"profile.{key}", getattr(profile, key))
     known("attack", config.correlate.attack, ATTACKS)
     non_negative("correlate.eps", config.correlate.eps)
+
+
+def check_study(config: Config) -> None:
+    """A study must measure the gradients its correlations read: correlate's attack and eps are evaluated."""
+    _require(config.correlate.attack in config.attack.attacks,
+             f"config 'correlate.attack' ({config.correlate.attack}) must be one of attack.attacks")
+    _require(any(math.isclose(config.correlate.eps, eps) for eps in config.attack.eps),
+             f"config 'correlate.eps' ({config.correlate.eps}) must be one of attack.eps")

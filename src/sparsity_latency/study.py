@@ -16,7 +16,7 @@ import torch
 
 from sparsity_latency import runs
 from sparsity_latency.analysis import correlate
-from sparsity_latency.config import Config, with_changes
+from sparsity_latency.config import Config, check_study, with_changes
 from sparsity_latency.stages import attack_stage, profile_stage, settings, train_stage
 
 # Called after each stage of each run: (run id, stage, whether it was skipped as already complete).
@@ -45,6 +45,7 @@ class StudyResult:
 def run_study(config: Config, out: str | Path, device: torch.device,
               on_stage: StageCallback | None = None) -> StudyResult:
     """Run every stage of every run of the grid that is not complete, then correlate."""
+    check_study(config)
     grid = expand_grid(config)
     done = skipped = 0
     for run_config in grid:
@@ -66,7 +67,7 @@ def run_study(config: Config, out: str | Path, device: torch.device,
             if on_stage is not None:
                 on_stage(run_id, stage, complete)
     directory = runs.study_dir(out, config)
-    correlations = correlate_into(directory)
+    correlations = correlate_into(directory, attack=config.correlate.attack, eps=config.correlate.eps)
     return StudyResult(directory, [runs.run_id(c) for c in grid], done, skipped, correlations)
 
 

@@ -1,0 +1,146 @@
+"""Every command through the installed console script, as a user runs it."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from sparsity_latency.probes import NET
+
+
+def _run_dirs(study: Path) -> list[Path]:
+    return sorted(p.parent for p in study.glob("*/run.json"))
+
+
+def _one_line_error(result, code: int = 2) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["train", "attack", "profile", "correlate", "study"])
+def test_help_has_an_example(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert "Example: sparsity-latency" in result.stdout
+
+
+def test_study_writes_complete_runs_and_correlations(tiny_study: Path) -> None:
+    directories = _run_dirs(tiny_study)
+    assert len(directories) == 6
+    for directory in directories:
+        manifest = json.loads((directory / "run.json").read_text())
+        assert manifest["status"] == "complete"
+        assert set(manifest["stages"]) == {"train", "attack", "profile"}
+        assert manifest["versions"]["torch"] and "snntorch" in manifest["versions"]
+        for name in ("checkpoint.pt", "train.parquet", "attack.parquet", "profile.parquet"):
+            assert (directory / name).is_file()
+    correlations = pd.read_parquet(tiny_study / "correlations.parquet")
+    assert set(correlations["group"]) == {"standard", "pgd-at", "all", "pgd-at − standard"}
+    assert (correlations.loc[correlations["group"] == "all", "n"] == 6).all()
+    assert (correlations.loc[correlations["group"] == "pgd-at − standard", "n"] == 3).all()
+
+
+def test_train_command(tiny_config: Path, tmp_path: Path) -> None:
+    result = run_cli("train", tiny_config, "--method", "pgd-at", "--set", "seed=5", "--out", tmp_path,
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    [directory] = _run_dirs(tmp_path / "tiny")
+    assert directory.name.startswith("pgd-at-s5-")
+    frame = pd.read_parquet(directory / "train.parquet")
+    assert set(frame["layer"]) == {"conv1", "conv2", "fc", "lif1", "lif2", NET}
+    manifest = json.loads((directory / "run.json").read_text())
+    assert manifest["config"]["train"]["method"] == "pgd-at"
+    assert manifest["status"] == "incomplete"  # attack and profile not run yet
+
+
+def test_attack_command_with_options(study_copy: Path) -> None:
+    directory = _run_dirs(study_copy)[0]
+    result = run_cli("attack", directory, "--attack", "fgsm", "--eps", "0,0.02,0.2", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_parquet(directory / "attack.parquet")
+    assert set(frame["attack"]) == {"fgsm"}
+    assert sorted(set(frame["eps"])) == [0.0, 0.02, 0.2]
+    assert "robust_accuracy" in result.stdout
+
+
+def test_attack_and_profile_find_a_run_by_id(study_copy: Path) -> None:
+    directory = _run_dirs(study_copy)[-1]
+    result = run_cli("profile", directory.name, "--out", study_copy.parent, "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {row["batch_size"] for row in rows} == {1, 8}
+    assert all(row["wall_ms_p95"] >= row["wall_ms_p50"] > 0 for row in rows)
+
+
+def test_correlate_command_writes_elsewhere_when_asked(study_copy: Path, tmp_path: Path) -> None:
+    result = run_cli("correlate", study_copy, "--out", tmp_path / "corr", "--attack", "fgsm", "--eps", "0.03")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "corr" / "correlations.parquet").is_file()
+    assert "Spearman" in result.stdout
+
+
+def test_study_resumes_without_redoing_anything(tiny_config: Path, study_copy: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in study_copy.glob("*/*.parquet")}
+    result = run_cli("study", tiny_config, "--out", study_copy.parent)
+    assert result.returncode == 0, result.stderr
+    assert "0 stages run, 18 already complete" in result.stdout
+    assert before == {p: p.stat().st_mtime_ns for p in study_copy.glob("*/*.parquet")}
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    line = _one_line_error(run_cli("study", tmp_path / "nope.toml", "--out", tmp_path))
+    assert "config file not found" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_toml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\nname = 1")
+    assert "malformed TOML" in _one_line_error(run_cli("train", bad, "--out", tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_dataset_and_method(tiny_config: Path, tmp_path: Path) -> None:
+    line = _one_line_error(run_cli("train", tiny_config, "--set", "data.name=mnist-dvs", "--out", tmp_path))
+    assert "unknown dataset 'mnist-dvs'" in line
+    line = _one_line_error(run_cli("study", tiny_config, "--set", 'study.methods=["standard", "trades2"]',
+                                   "--out", tmp_path))
+    assert "unknown training method 'trades2'" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_negative_eps_keeps_earlier_results(study_copy: Path) -> None:
+    directory = _run_dirs(study_copy)[0]
+    before = (directory / "attack.parquet").read_bytes()
+    assert "eps must be >= 0" in _one_line_error(run_cli("attack", directory, "--eps", "-0.1"))
+    assert "eps must be >= 0" in _one_line_error(run_cli("correlate", study_copy, "--eps", "-1"))
+    assert (directory / "attack.parquet").read_bytes() == before
+
+
+def test_results_folder_without_runs(tmp_path: Path) -> None:
+    assert "no complete runs" in _one_line_error(run_cli("correlate", tmp_path))
+    assert "results folder not found" in _one_line_error(run_cli("correlate", tmp_path / "absent"))
+
+
+def test_corrupt_and_wrong_schema_tables(study_copy: Path) -> None:
+    directory = _run_dirs(study_copy)[0]
+    frame = pd.read_parquet(directory / "profile.parquet")
+    frame.drop(columns=["synops"]).to_parquet(directory / "profile.parquet")
+    assert "missing column 'synops'" in _one_line_error(run_cli("correlate", study_copy))
+    (directory / "attack.parquet").write_bytes(b"PAR1 truncated")
+    assert "not a readable parquet file" in _one_line_error(run_cli("correlate", study_copy))
+    assert not (study_copy / "correlations.parquet.tmp").exists()
+
+
+def test_unknown_run_and_cuda_without_gpu(study_copy: Path) -> None:
+    assert "no run found" in _one_line_error(run_cli("profile", "no-such-run", "--out", study_copy.parent))
+    directory = _run_dirs(study_copy)[0]
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "no CUDA GPU" in _one_line_error(run_cli("profile", directory, "--device", "cuda"))

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from sparsity_latency.config import (
+    Config,
+    check_study,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+    with_changes,
+)
+from sparsity_latency.errors import InputError
+
+
+def test_defaults_round_trip_through_plain_data() -> None:
+    config = Config()
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_load_applies_overrides_and_names_study_after_file(tmp_path: Path) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_text("[train]\nepochs = 4\n[model]\nchannels = [2, 3]\n")
+    config = load_config(path, ["train.lr=0.01", "model.membrane_bits=4", 'train.method="pgd-at"'])
+    assert config.train.epochs == 4
+    assert config.train.lr == 0.01
+    assert config.model.membrane_bits == 4.0
+    assert config.model.channels == (2, 3)
+    assert config.train.method == "pgd-at"
+    assert config.study.name == "exp"
+
+
+def test_override_value_parsing() -> None:
+    assert parse_override("a.b=3") == ("a.b", 3)
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+    assert parse_override("a.b=pgd-at") == ("a.b", "pgd-at")  # bare word read as a string
+
+
+def test_variants_lay_dotted_and_nested_keys_over_base() -> None:
+    config = with_changes(Config(), {"model": {"membrane_bits": 2}, "train.epochs": 5})
+    assert config.model.membrane_bits == 2.0
+    assert config.train.epochs == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[data]\nname = 'nope'\n", "unknown dataset 'nope'"),
+        ("[train]\nmethod = 'magic'\n", "unknown training method 'magic'"),
+        ("[attack]\neps = [0.1, -0.1]\n", "eps must be >= 0"),
+        ("[train]\nlr = nan\n", "must be a finite number"),
+        ("[train]\nepochs = 'three'\n", "must be an integer"),
+        ("[train]\nepoch = 3\n", "unknown config key 'train.epoch'"),
+        ("[model]\nmembrane_bits = 1\n", "membrane_bits"),
+        ("[model]\nsurrogate = 'sigmoid'\n", "unknown surrogate"),
+        ("train = 3\n", "must be a table"),
+    ],
+)
+def test_bad_values_raise_input_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_config(path)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\nepochs = 2")
+    with pytest.raises(InputError, match="malformed TOML"):
+        load_config(broken)
+
+
+def test_study_must_evaluate_what_it_correlates() -> None:
+    check_study(Config())
+    with pytest.raises(InputError, match="correlate.eps"):
+        check_study(with_changes(Config(), {"correlate.eps": 0.5}))
+    with pytest.raises(InputError, match="correlate.attack"):
+        check_study(with_changes(Config(), {"attack.attacks": ["fgsm"]}))
