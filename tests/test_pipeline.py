@@ -85,7 +85,7 @@ def test_attack_rows_at_eps_zero_match_clean_accuracy(tiny_study: Path) -> None:
     assert (stronger["robust_accuracy"] <= stronger["clean_accuracy"] + 1e-9).all()
 
 
-class Interrupt(Exception):
+class StudyInterruptedError(Exception):
     pass
 
 
@@ -98,9 +98,9 @@ def test_interrupted_study_resumes_without_redoing_completed_stages(tmp_path: Pa
     def stop_after_four(run_id: str, stage: str, skipped: bool) -> None:
         seen.append((run_id, stage, skipped))
         if len(seen) == 4:
-            raise Interrupt
+            raise StudyInterruptedError
 
-    with pytest.raises(Interrupt):
+    with pytest.raises(StudyInterruptedError):
         run_study(config, tmp_path, CPU, stop_after_four)
     first_run = tmp_path / "tiny" / seen[0][0]
     stamps = {p: p.stat().st_mtime_ns for p in first_run.iterdir()}
