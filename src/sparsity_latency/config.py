@@ -42,7 +42,7 @@ class DataConfig:
     threshold_sigma: float = 0.03  # per-pixel spread of C (v2e: N(0.2, 0.03))
     refractory_us: float = 0.0
     render_dt_us: float = 5000.0  # rendering step of the moving image; events are interpolated between
-    background: float = 0.1  # intensity of the screen behind the digit, in [0, 1)
+    background: float = 0.25  # intensity of the screen behind the digit, in [0, 1)
 
 
 @dataclass(frozen=True)
