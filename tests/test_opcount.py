@@ -43,22 +43,15 @@ def slow_conv_fan_out(layer: nn.Conv2d, channels: int, height: int, width: int) 
     return fan
 
 
-# src bug: fan_out crops the transposed convolution by `padding` at the bottom/right as well, but when
-# (size + 2·padding − kernel) is not a multiple of stride the bottom/right padding row is the one left unread and the
-# last real row/column *is* read. fan_out then reports 0 targets for it. These cases fail until that is fixed.
-FAN_OUT_BUG = pytest.mark.xfail(
-    strict=True, reason="opcount.fan_out drops the last row/column when (size + 2p − k) % stride != 0 and p > 0"
-)
-
 CONV_CASES = [
     # (in, out, kernel, stride, padding, dilation, groups, height, width)
     pytest.param(2, 3, 3, 1, 1, 1, 1, 6, 6, id="k3s1p1"),
     pytest.param(2, 3, 3, 2, 1, 1, 1, 7, 7, id="k3s2p1-odd"),
-    pytest.param(2, 3, 3, 2, 1, 1, 1, 8, 8, id="k3s2p1-even", marks=FAN_OUT_BUG),
+    pytest.param(2, 3, 3, 2, 1, 1, 1, 8, 8, id="k3s2p1-even"),
     pytest.param(1, 4, 2, 2, 0, 1, 1, 6, 6, id="k2s2p0"),
     pytest.param(2, 3, 3, 2, 0, 1, 1, 7, 7, id="k3s2p0-odd"),
     pytest.param(2, 3, 3, 2, 0, 1, 1, 8, 8, id="k3s2p0-even-last-unread"),
-    pytest.param(2, 3, 3, 2, 1, 1, 1, 8, 7, id="k3s2p1-non-square", marks=FAN_OUT_BUG),
+    pytest.param(2, 3, 3, 2, 1, 1, 1, 8, 7, id="k3s2p1-non-square"),
     pytest.param(1, 2, 3, 1, 2, 2, 1, 7, 7, id="k3s1p2-dilation2"),
     pytest.param(4, 6, 3, 1, 1, 1, 2, 5, 5, id="k3s1p1-groups2"),
 ]
@@ -92,7 +85,6 @@ def test_conv_fan_out_even_size_last_row_and_column_unread() -> None:
     assert fan[0, 0, 0] == 5
 
 
-@FAN_OUT_BUG
 def test_conv_fan_out_of_the_34x34_stride2_layer() -> None:
     # Conv2d(2, 8, 3, stride 2, padding 1) on 34×34 → 17×17 outputs. Per axis the 17 outputs read 17·3 = 51 taps,
     # of which only output 0's first tap falls in the padding (output 16 reads padded 32..34 = input 31..33), so
@@ -165,8 +157,6 @@ def test_linear_synops_is_spikes_times_out_features(k: int) -> None:
     assert synops(spikes, fan) == k * 50
 
 
-@pytest.mark.xfail(strict=True, reason="opcount.synops: spikes.sum(dim=()) sums over all axes when there is no "
-                   "leading axis, so every spike is multiplied by the total fan-out")
 def test_synops_without_leading_axes() -> None:
     # a single [in] spike vector: 4 spikes × 10 outputs = 40
     spikes = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])

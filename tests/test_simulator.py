@@ -9,6 +9,7 @@ from scipy import ndimage
 from sparsity_latency.config import DataConfig
 from sparsity_latency.data import synthetic
 from sparsity_latency.data.simulator import LOG_EPS, esim_events, log_intensity
+from sparsity_latency.errors import InputError
 
 
 def ramp(times: list[float] | np.ndarray, levels: list[float] | np.ndarray) -> list[tuple[float, np.ndarray]]:
@@ -198,7 +199,5 @@ def test_synthetic_digits_events_are_well_formed(
 
 
 def test_synthetic_digits_rejects_more_samples_than_the_dataset_has() -> None:
-    from sparsity_latency.errors import InputError
-
     with pytest.raises(InputError):
         synthetic.synthetic_digits(DataConfig(train_samples=1700, test_samples=100), seed=0)

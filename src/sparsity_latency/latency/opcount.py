@@ -25,13 +25,15 @@ def fan_out(layer: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
         out_height, out_width = conv_output_size(layer, height, width)
         ones_out = torch.ones(1, layer.out_channels, out_height, out_width)
         ones_kernel = torch.ones(layer.out_channels, channels // layer.groups, *layer.kernel_size)
-        full = F.conv_transpose2d(ones_out, ones_kernel, stride=layer.stride, padding=layer.padding,
-                                  dilation=layer.dilation, groups=layer.groups)
-        # The transposed convolution can come out short of the input at the bottom/right edge when
-        # stride leaves the last rows unread; those positions reach nothing.
-        fan = torch.zeros(1, channels, height, width)
-        fan[..., :full.shape[-2], :full.shape[-1]] = full[..., :height, :width]
-        return fan[0]
+        # Without padding the transposed convolution covers the padded input; cut the real input out of
+        # it. Rows/columns the stride never reaches are missing at the bottom/right and reach nothing.
+        padded = F.conv_transpose2d(ones_out, ones_kernel, stride=layer.stride, dilation=layer.dilation,
+                                    groups=layer.groups)[0]
+        top, left = layer.padding
+        inside = padded[:, top:top + height, left:left + width]
+        fan = torch.zeros(channels, height, width)
+        fan[:, :inside.shape[1], :inside.shape[2]] = inside
+        return fan
     raise TypeError(f"no fan-out rule for {type(layer).__name__}")
 
 
@@ -47,7 +49,8 @@ def conv_output_size(layer: nn.Conv2d, height: int, width: int) -> tuple[int, in
 def synops(spikes: torch.Tensor, fan: torch.Tensor) -> float:
     """Accumulates caused by `spikes` [..., *input_shape] (any leading time/batch axes) in total."""
     leading = spikes.dim() - fan.dim()
-    return float((spikes.sum(dim=tuple(range(leading))) * fan).sum())
+    per_input = spikes.sum(dim=tuple(range(leading))) if leading else spikes
+    return float((per_input * fan).sum())
 
 
 def dense_macs(layer: nn.Module, input_shape: tuple[int, ...]) -> int:
