@@ -92,6 +92,12 @@ def test_study_resumes_without_redoing_anything(tiny_config: Path, study_copy: P
     assert before == {p: p.stat().st_mtime_ns for p in study_copy.glob("*/*.parquet")}
 
 
+def test_usage_errors_are_one_line(tiny_config: Path) -> None:
+    assert "No such option: --bogus" in _one_line_error(run_cli("train", tiny_config, "--bogus"))
+    assert "Missing argument" in _one_line_error(run_cli("study"))
+    assert "--eps" in _one_line_error(run_cli("correlate", ".", "--eps", "abc"))
+
+
 def test_missing_config(tmp_path: Path) -> None:
     line = _one_line_error(run_cli("study", tmp_path / "nope.toml", "--out", tmp_path))
     assert "config file not found" in line

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 import traceback
@@ -29,6 +28,8 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 140)
 errors = Console(stderr=True)
 _debug = {"on": False}
+# click's UsageError, whether typer depends on click or carries its own copy of it.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 ConfigArg = Annotated[Path, typer.Argument(help="Experiment config (TOML).", show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3.")]
@@ -39,8 +40,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 RunArg = Annotated[str, typer.Argument(help="Run directory, or a run id found under --out.", show_default=False)]
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _print_error(message: str) -> None:
     errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _print_error(message)
     raise typer.Exit(code)
 
 
@@ -239,8 +244,7 @@ def study(
 
 def _print_frame(frame: pd.DataFrame, title: str, as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps(frame.to_dict("records"), allow_nan=False, default=str)
-                           if not frame.isna().any().any() else frame.to_json(orient="records"))
+        console.print_json(frame.to_json(orient="records"))
         return
     table = Table(title=title)
     for column in frame.columns:
@@ -279,9 +283,17 @@ def _print_correlations(frame: pd.DataFrame, as_json: bool) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="sparsity-latency")
+    """Console-script entry point; usage errors too are one line and exit code 2."""
+    try:
+        code = app(prog_name="sparsity-latency", standalone_mode=False)
+    except _USAGE_ERROR as exc:
+        if exc.format_message():  # empty after `no_args_is_help` has printed the help
+            _print_error(exc.format_message())
+        code = 2
+    except typer.Abort:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
