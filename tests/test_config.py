@@ -55,6 +55,12 @@ def test_variants_lay_dotted_and_nested_keys_over_base() -> None:
         ("[model]\nmembrane_bits = 1\n", "membrane_bits"),
         ("[model]\nsurrogate = 'sigmoid'\n", "unknown surrogate"),
         ("train = 3\n", "must be a table"),
+        ("seed = -1\n", "seeds must be >= 0"),
+        ("[study]\nseeds = [0, 0]\n", "lists a seed twice"),
+        ("[study]\nname = '..'\n", "plain folder name"),
+        ("[profile]\nbatch_sizes = [8, 8]\n", "lists a batch size twice"),
+        ("[model]\nchannels = []\n", "at least one channel"),
+        ("[model]\nthreshold = 0.5\n", "whole number of grid levels"),
     ],
 )
 def test_bad_values_raise_input_error(tmp_path: Path, text: str, message: str) -> None:

@@ -1,5 +1,6 @@
 """Library-level behaviour of the stages: determinism, probes, tables, resume after interruption."""
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,13 @@ from conftest import TINY_TOML
 from sparsity_latency import runs
 from sparsity_latency.config import config_from_dict, load_config, with_changes
 from sparsity_latency.data import load_data
+from sparsity_latency.evaluation import evaluate_attacks
+from sparsity_latency.models import build_for
 from sparsity_latency.probes import NET, SparsityProbe
 from sparsity_latency.schema import TABLES
+from sparsity_latency.stages import train_stage
 from sparsity_latency.study import expand_grid, run_study
-from sparsity_latency.training import build_for, train
+from sparsity_latency.training import train
 
 CPU = torch.device("cpu")
 
@@ -72,7 +76,9 @@ def test_tables_follow_the_schema(tiny_study: Path) -> None:
     assert (net["time_steps"] == 4).all()
     # conv1 is fed by frames: dense MACs k²·H_out·W_out·C_in·C_out·T = 9·17·17·2·4·4
     conv1 = layers[layers["layer"] == "conv1"].iloc[0]
-    assert conv1["macs"] == 9 * 17 * 17 * 2 * 4 * 4 and conv1["synops"] == 0
+    assert conv1["macs"] == 9 * 17 * 17 * 2 * 4 * 4 and np.isnan(conv1["synops"])
+    conv2 = layers[layers["layer"] == "conv2"].iloc[0]
+    assert conv2["synops"] > 0 and np.isnan(conv2["macs"])
 
 
 def test_attack_rows_at_eps_zero_match_clean_accuracy(tiny_study: Path) -> None:
@@ -90,7 +96,7 @@ class StudyInterruptedError(Exception):
 
 
 def test_interrupted_study_resumes_without_redoing_completed_stages(tmp_path: Path) -> None:
-    raw = __import__("tomllib").loads(TINY_TOML)
+    raw = tomllib.loads(TINY_TOML)
     raw["study"]["seeds"] = [0]
     config = config_from_dict(raw)
     seen: list[tuple[str, str, bool]] = []
@@ -111,10 +117,45 @@ def test_interrupted_study_resumes_without_redoing_completed_stages(tmp_path: Pa
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_changed_attack_settings_rerun_only_the_attack(tmp_path: Path) -> None:
-    raw = __import__("tomllib").loads(TINY_TOML)
+def _one_run_config():
+    raw = tomllib.loads(TINY_TOML)
     raw["study"].update(seeds=[0], methods=["standard"])
-    config = config_from_dict(raw)
+    return config_from_dict(raw)
+
+
+def test_changed_attack_settings_rerun_only_the_attack(tmp_path: Path) -> None:
+    config = _one_run_config()
     run_study(config, tmp_path, CPU)
     result = run_study(with_changes(config, {"attack.eps": [0.0, 0.03, 0.05]}), tmp_path, CPU)
     assert (result.stages_run, result.stages_skipped) == (1, 2)
+
+
+def test_study_correlates_only_its_own_runs(tmp_path: Path) -> None:
+    config = _one_run_config()
+    run_study(with_changes(config, {"train.epochs": 2}), tmp_path, CPU)  # another complete run, same folder
+    result = run_study(config, tmp_path, CPU)
+    assert len(list((tmp_path / "tiny").glob("*/run.json"))) == 2
+    assert (result.correlations["n"] == 1).all()
+
+
+def test_interrupted_retraining_keeps_the_earlier_record(tmp_path: Path) -> None:
+    config = _one_run_config()
+    run_study(config, tmp_path, CPU)
+    directory = runs.run_dir(tmp_path, config)
+
+    def interrupt(epoch: int) -> None:
+        raise StudyInterruptedError
+
+    with pytest.raises(StudyInterruptedError):
+        train_stage(config, tmp_path, CPU, interrupt)
+    assert runs.read_manifest(directory)["status"] == "complete"
+
+
+def test_robust_accuracy_counts_the_samples_evaluated(config) -> None:
+    data = load_data(config.data, config.seed)
+    torch.manual_seed(0)
+    model = build_for(config, data)
+    attack = with_changes(config, {"attack.samples": 1000, "attack.eps": [0.0], "attack.attacks": ["fgsm"]}).attack
+    rows = evaluate_attacks(model, data.test_x, data.test_y, attack, 0.01, 0, CPU)
+    [net] = [row for row in rows if row["layer"] == NET]
+    assert net["robust_accuracy"] == pytest.approx(net["clean_accuracy"])

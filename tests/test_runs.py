@@ -66,3 +66,11 @@ def test_corrupt_manifest_and_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage")
     with pytest.raises(InputError, match="corrupt checkpoint"):
         runs.load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+def test_manifest_missing_a_key_is_refused(tmp_path: Path) -> None:
+    manifest = runs.new_manifest(Config())
+    del manifest["config"]
+    runs.write_json(tmp_path / "run.json", manifest)
+    with pytest.raises(InputError, match="'config' missing"):
+        runs.read_manifest(tmp_path)

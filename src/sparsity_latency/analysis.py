@@ -43,7 +43,10 @@ def run_summary(directory: Path, attack: str, eps: float) -> dict:
     chosen = attacks[(attacks["attack"] == attack) & np.isclose(attacks["eps"], eps)]
     if chosen.empty:
         raise InputError(f"{directory / 'attack.parquet'}: no rows for attack '{attack}' at eps {eps}")
-    net = chosen[chosen["layer"] == NET].iloc[0]
+    net_rows = chosen[chosen["layer"] == NET]
+    if net_rows.empty:
+        raise InputError(f"{directory / 'attack.parquet'}: no '{NET}' row for attack '{attack}' at eps {eps}")
+    net = net_rows.iloc[0]
     spiking = chosen[chosen["spike_grad_hoyer"].notna()]
     summary = {"run_id": manifest["run_id"], "method": manifest["method"], "seed": manifest["seed"],
                "pair_key": manifest["pair_key"]}
@@ -55,9 +58,10 @@ def run_summary(directory: Path, attack: str, eps: float) -> dict:
         raise InputError(f"{directory / 'profile.parquet'}: no network-level rows of the dense backend")
     summary["synops"] = float(dense["synops"].iloc[0])
     summary["energy_pj"] = float(dense["energy_pj"].iloc[0])
-    by_batch = dense.set_index("batch_size")["wall_ms_p50"]
-    summary["wall_ms_p50_b1"] = float(by_batch.get(1, math.nan))
-    summary["wall_ms_p50_bmax"] = float(by_batch[by_batch.index.max()])
+    dense = dense.sort_values("batch_size")
+    batch_one = dense.loc[dense["batch_size"] == 1, "wall_ms_p50"]
+    summary["wall_ms_p50_b1"] = float(batch_one.iloc[0]) if len(batch_one) else math.nan
+    summary["wall_ms_p50_bmax"] = float(dense["wall_ms_p50"].iloc[-1])
     return summary
 
 
@@ -91,12 +95,19 @@ def correlation(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> dict[st
     return result
 
 
-def correlate(results: Path, attack: str | None = None, eps: float | None = None) -> pd.DataFrame:
+def correlate(results: Path, attack: str | None = None, eps: float | None = None,
+              run_ids: list[str] | None = None) -> pd.DataFrame:
     """Rows of the correlations table for the complete runs of a study directory.
 
+    `run_ids` limits the runs to those (a study passes its own grid, so that runs left in the folder by
+    other settings are not mixed in); by default every complete run in the folder counts.
     `attack` and `eps` default to the `[correlate]` section of the runs' config.
     """
     directories = runs.complete_runs(Path(results))
+    if run_ids is not None:
+        directories = [d for d in directories if d.name in set(run_ids)]
+        if len(directories) < len(run_ids):
+            raise InputError(f"{results}: {len(run_ids) - len(directories)} runs of the study are not complete")
     defaults = runs.manifest_config(runs.read_manifest(directories[0])).correlate
     attack = attack or defaults.attack
     eps = defaults.eps if eps is None else eps

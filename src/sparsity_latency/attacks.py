@@ -1,4 +1,4 @@
-"""Attacks on the input frames, registered by name (FGSM, PGD), and robustness evaluation.
+"""Attacks on the input frames, registered by name (FGSM, PGD).
 
 Inputs live in [0, 1] (normalized event counts, see data.framing); every attack clamps to that range
 and to the L∞ ball of radius eps around the clean input. The SNN state starts at rest in every

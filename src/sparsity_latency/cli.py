@@ -17,6 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sparsity_latency.errors import InputError
+from sparsity_latency.probes import NET
+from sparsity_latency.runs import STAGES
 
 app = typer.Typer(
     help="Gradient sparsity vs inference latency of adversarially trained, membrane-quantized SNNs.\n\n"
@@ -60,6 +62,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except InputError as exc:
             _fail(str(exc), 2)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+            _fail(f"cannot write there: {exc}", 2)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:
@@ -97,7 +101,10 @@ def _floats(text: str, option: str) -> list[float]:
 
 
 def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise InputError(f"--attack takes comma-separated attack names, got '{text}'")
+    return names
 
 
 @app.command()
@@ -126,7 +133,7 @@ def train(
     from sparsity_latency.runs import read_table
 
     frame = read_table(directory / "train.parquet", "train")
-    last = frame[(frame["layer"] == "__net__") & (frame["epoch"] == frame["epoch"].max())].iloc[0]
+    last = frame[(frame["layer"] == NET) & (frame["epoch"] == frame["epoch"].max())].iloc[0]
     console.print(f"trained {directory}  loss {last['loss']:.3f}  train acc {last['accuracy']:.3f}  "
                   f"test acc {last['test_accuracy']:.3f}")
 
@@ -151,14 +158,14 @@ def attack(
 
     directory = find_run(run, out)
     changes: dict[str, Any] = {}
-    if attack:
+    if attack is not None:
         changes["attack.attacks"] = _names(attack)
-    if eps:
+    if eps is not None:
         changes["attack.eps"] = _floats(eps, "--eps")
     cfg = with_changes(manifest_config(read_manifest(directory)), changes)
     attack_stage(directory, _device(device), cfg.attack)
     frame = read_table(directory / "attack.parquet", "attack")
-    net = frame[frame["layer"] == "__net__"][["attack", "eps", "clean_accuracy", "robust_accuracy",
+    net = frame[frame["layer"] == NET][["attack", "eps", "clean_accuracy", "robust_accuracy",
                                               "input_grad_zero_fraction", "input_grad_hoyer"]]
     _print_frame(net, f"attack · {directory.name}", as_json)
 
@@ -181,7 +188,7 @@ def profile(
     directory = find_run(run, out)
     profile_stage(directory, _device(device))
     frame = read_table(directory / "profile.parquet", "profile")
-    net = frame[frame["layer"] == "__net__"][["backend", "batch_size", "threads", "wall_ms_p50",
+    net = frame[frame["layer"] == NET][["backend", "batch_size", "threads", "wall_ms_p50",
                                               "wall_ms_p95", "synops", "macs", "energy_pj", "time_steps"]]
     _print_frame(net, f"profile · {directory.name}", as_json)
 
@@ -228,7 +235,7 @@ def study(
 
     cfg = load_config(config, set_ or [])
     torch_device = _device(device)
-    n_stages = 3 * len(expand_grid(cfg))
+    n_stages = len(STAGES) * len(expand_grid(cfg))
     with _progress(quiet) as progress:
         task = progress.add_task(f"study {cfg.study.name}", total=n_stages)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -22,7 +23,7 @@ from sparsity_latency.errors import InputError
 class StudyConfig:
     """The grid a study runs: seeds × variants × training methods."""
 
-    name: str = ""
+    name: str = "study"
     seeds: tuple[int, ...] = (0,)
     methods: tuple[str, ...] = ("standard", "pgd-at")
     # Each variant is a partial config (nested tables or dotted keys) laid over the base config.
@@ -273,8 +274,14 @@ def check_config(config: Config) -> None:
 
     study, data, model = config.study, config.data, config.model
     train, attack, profile = config.train, config.attack, config.profile
+    _require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study.name) is not None,
+             f"config 'study.name' must be a plain folder name (letters, digits, . _ -), got '{study.name}'")
     _require(len(study.seeds) > 0, "config 'study.seeds' must list at least one seed")
+    _require(len(set(study.seeds)) == len(study.seeds), "config 'study.seeds' lists a seed twice")
     _require(len(study.methods) > 0, "config 'study.methods' must list at least one method")
+    _require(len(set(study.methods)) == len(study.methods), "config 'study.methods' lists a method twice")
+    for seed in (*study.seeds, config.seed):
+        _require(seed >= 0, f"seeds must be >= 0, got {seed}")
     for method in (*study.methods, train.method):
         known("training method", method, METHODS)
     known("dataset", data.name, DATASETS)
@@ -285,11 +292,15 @@ def check_config(config: Config) -> None:
         non_negative(f"data.{key}", getattr(data, key))
     _require(0 <= data.background < 1, f"config 'data.background' must be in [0, 1), got {data.background}")
     known("model", model.name, MODELS)
-    _require(all(c > 0 for c in model.channels), "config 'model.channels' must all be > 0")
+    _require(len(model.channels) > 0 and all(c > 0 for c in model.channels),
+             "config 'model.channels' must list at least one channel count, all > 0")
     _require(model.membrane_bits >= 1.5, f"config 'model.membrane_bits' must be >= 1.5 (1.58 = ternary), "
              f"got {model.membrane_bits}")
     _require(0 < model.beta <= 1, f"config 'model.beta' must be in (0, 1], got {model.beta}")
     positive("model.threshold", model.threshold)
+    _require(model.membrane_bits >= 32 or float(model.threshold).is_integer(),
+             f"config 'model.threshold' must be a whole number of grid levels when the membrane is quantized, "
+             f"got {model.threshold}")
     positive("model.surrogate_width", model.surrogate_width)
     known("reset", model.reset, RESETS)
     known("surrogate", model.surrogate, SURROGATES)
@@ -309,6 +320,8 @@ def check_config(config: Config) -> None:
     non_negative("attack.pgd_step_size", attack.pgd_step_size)
     _require(len(profile.batch_sizes) > 0 and all(b > 0 for b in profile.batch_sizes),
              "config 'profile.batch_sizes' must list batch sizes > 0")
+    _require(len(set(profile.batch_sizes)) == len(profile.batch_sizes),
+             "config 'profile.batch_sizes' lists a batch size twice")
     for key in ("repeats", "threads", "samples"):
         positive(f"profile.{key}", getattr(profile, key))
     for key in ("warmup", "ac_pj", "mac_pj", "memory_pj_per_bit"):

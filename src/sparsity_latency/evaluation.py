@@ -39,8 +39,9 @@ def evaluate_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
     The model is in evaluation mode (BatchNorm statistics frozen); surrogate gradients stay live.
     """
     model.eval()
-    n_samples = config.samples or len(x)
-    x, y = x[:n_samples], y[:n_samples]
+    if config.samples:
+        x, y = x[:config.samples], y[:config.samples]
+    n_samples = len(x)
     clean = accuracy(model, x, y, config.batch_size, device)
     rows = []
     for name in config.attacks:

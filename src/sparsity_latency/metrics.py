@@ -1,4 +1,4 @@
-"""Sparsity measures, defined once (DESIGN.md, "Metrics").
+"""Sparsity measures, defined once (docs/metrics.md).
 
 Gradient sparsity is kept in three forms because surrogate gradients such as atan are never exactly
 zero: the exact-zero fraction, the fraction at or below τ·max|g|, and Hoyer's measure

@@ -35,6 +35,8 @@ STAGES = ("train", "attack", "profile")
 MANIFEST = "run.json"
 CHECKPOINT = "checkpoint.pt"
 IDENTITY_SECTIONS = ("seed", "data", "model", "train")
+MANIFEST_KEYS = {"run_id": str, "pair_key": str, "method": str, "seed": int, "config": dict, "stages": dict,
+                 "status": str}
 
 
 def _digest(value: Any, length: int = 10) -> str:
@@ -166,6 +168,9 @@ def read_manifest(directory: Path) -> dict:
         raise InputError(f"{path}: corrupt run manifest") from None
     if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"{path}: unknown run manifest schema (expected version {SCHEMA_VERSION})")
+    for key, kind in MANIFEST_KEYS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise InputError(f"{path}: wrong schema: '{key}' missing or not a {kind.__name__}")
     return manifest
 
 
@@ -183,8 +188,12 @@ def stage_complete(directory: Path, stage: str, settings: dict) -> bool:
     return bool(record) and record.get("settings") == settings and (directory / f"{stage}.parquet").is_file()
 
 
-def mark_stage(directory: Path, manifest: dict, stage: str, settings: dict, **facts: Any) -> dict:
-    """Record a finished stage (and its settings) in run.json; the run is complete once all stages are."""
+def mark_stage(directory: Path, stage: str, settings: dict, **facts: Any) -> dict:
+    """Record a finished stage (and its settings) in run.json; the run is complete once all stages are.
+
+    run.json is read again here, so that a stage that finished meanwhile in another process is kept.
+    """
+    manifest = read_manifest(directory)
     manifest["stages"][stage] = {"settings": settings, "finished": datetime.now(UTC).isoformat(
         timespec="seconds"), **facts}
     manifest["status"] = "complete" if all(s in manifest["stages"] for s in STAGES) else "incomplete"

@@ -18,7 +18,8 @@ from sparsity_latency.data import load_data
 from sparsity_latency.errors import InputError
 from sparsity_latency.evaluation import evaluate_attacks
 from sparsity_latency.latency.profile import profile_model
-from sparsity_latency.training import build_for, train
+from sparsity_latency.models import build_for
+from sparsity_latency.training import train
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -43,12 +44,14 @@ def train_stage(config: Config, out: str | Path, device: torch.device,
     """Train one run into `out/<study>/<run_id>/` (run.json, checkpoint.pt, train.parquet)."""
     directory = runs.run_dir(out, config)
     manifest = runs.new_manifest(config)
-    runs.write_json(directory / runs.MANIFEST, manifest)
     result = train(config, device, on_epoch)
+    # run.json is replaced only once training is done: an interrupted re-training leaves the earlier
+    # record as it was; from here on the run counts as incomplete until its files are written.
+    runs.write_json(directory / runs.MANIFEST, manifest)
     runs.save_checkpoint(directory / runs.CHECKPOINT, result.model, result.optimizer)
     runs.write_table(directory / "train.parquet",
                      [{**_run_columns(manifest), **row} for row in result.rows], "train")
-    runs.mark_stage(directory, manifest, "train", runs.run_identity(config), device=str(device))
+    runs.mark_stage(directory, "train", runs.run_identity(config), device=str(device))
     return directory
 
 
@@ -63,7 +66,7 @@ def load_trained(directory: Path, device: torch.device) -> tuple[dict, Config, t
     checkpoint = runs.load_checkpoint(directory / runs.CHECKPOINT)
     try:
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, RuntimeError):
+    except (KeyError, TypeError, IndexError, RuntimeError):
         raise InputError(f"{directory / runs.CHECKPOINT}: weights do not fit the run's model") from None
     return manifest, config, model.to(device).eval()
 
@@ -76,7 +79,7 @@ def attack_stage(directory: Path, device: torch.device, attack: AttackConfig | N
     rows = evaluate_attacks(model, data.test_x, data.test_y, attack, config.train.grad_tau, config.seed,
                             device)
     runs.write_table(directory / "attack.parquet", [{**_run_columns(manifest), **r} for r in rows], "attack")
-    runs.mark_stage(directory, manifest, "attack", settings(attack), device=str(device))
+    runs.mark_stage(directory, "attack", settings(attack), device=str(device))
     return directory
 
 
@@ -88,7 +91,7 @@ def profile_stage(directory: Path, device: torch.device, profile: ProfileConfig 
     rows = profile_model(model, data.test_x, profile, config.model.membrane_bits, device)
     runs.write_table(directory / "profile.parquet", [{**_run_columns(manifest), **r} for r in rows],
                      "profile")
-    runs.mark_stage(directory, manifest, "profile", settings(profile), device=str(device))
+    runs.mark_stage(directory, "profile", settings(profile), device=str(device))
     return directory
 
 

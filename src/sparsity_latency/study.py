@@ -45,8 +45,9 @@ class StudyResult:
 def run_study(config: Config, out: str | Path, device: torch.device,
               on_stage: StageCallback | None = None) -> StudyResult:
     """Run every stage of every run of the grid that is not complete, then correlate."""
-    check_study(config)
     grid = expand_grid(config)
+    for run_config in grid:
+        check_study(run_config)
     done = skipped = 0
     for run_config in grid:
         directory = runs.run_dir(out, run_config)
@@ -67,12 +68,14 @@ def run_study(config: Config, out: str | Path, device: torch.device,
             if on_stage is not None:
                 on_stage(run_id, stage, complete)
     directory = runs.study_dir(out, config)
-    correlations = correlate_into(directory, attack=config.correlate.attack, eps=config.correlate.eps)
-    return StudyResult(directory, [runs.run_id(c) for c in grid], done, skipped, correlations)
+    run_ids = [runs.run_id(c) for c in grid]
+    correlations = correlate_into(directory, attack=config.correlate.attack, eps=config.correlate.eps,
+                                  run_ids=run_ids)
+    return StudyResult(directory, run_ids, done, skipped, correlations)
 
 
 def correlate_into(results: Path, out: Path | None = None, attack: str | None = None,
-                   eps: float | None = None) -> pd.DataFrame:
+                   eps: float | None = None, run_ids: list[str] | None = None) -> pd.DataFrame:
     """Correlate a study directory and write `correlations.parquet` (into `out`, default the study)."""
-    rows = correlate(results, attack, eps).to_dict("records")
+    rows = correlate(results, attack, eps, run_ids).to_dict("records")
     return runs.write_table(Path(out or results) / "correlations.parquet", rows, "correlations")

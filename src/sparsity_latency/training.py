@@ -17,9 +17,9 @@ from torch import nn
 
 from sparsity_latency.attacks import pgd
 from sparsity_latency.config import Config, TrainConfig
-from sparsity_latency.data import FramedData, load_data
+from sparsity_latency.data import load_data
 from sparsity_latency.evaluation import accuracy, batches
-from sparsity_latency.models import build_model
+from sparsity_latency.models import build_for
 from sparsity_latency.probes import NET, LayerMeans, SparsityProbe, layer_sparsity
 
 Method = Callable[[nn.Module, torch.Tensor, torch.Tensor, TrainConfig, torch.Generator], torch.Tensor]
@@ -51,13 +51,8 @@ class TrainResult:
     rows: list[dict]  # one per epoch × layer, columns of the train table (without run columns)
 
 
-def build_for(config: Config, data: FramedData) -> nn.Module:
-    """The config's network for the data's frame shape and classes."""
-    return build_model(config.model, data.input_shape, data.n_classes)
-
-
 def train(config: Config, device: torch.device, on_epoch: Callable[[int], None] | None = None) -> TrainResult:
-    """Train one run; deterministic for `config.seed` on a given device."""
+    """Train one run; deterministic for `config.seed` on the CPU (CUDA kernels may not be)."""
     torch.manual_seed(config.seed)
     data = load_data(config.data, config.seed)
     model = build_for(config, data).to(device)
@@ -71,7 +66,9 @@ def train(config: Config, device: torch.device, on_epoch: Callable[[int], None] 
         means = LayerMeans()
         loss_sum = correct = 0.0
         for xb, yb in batches(data.train_x, data.train_y, config.train.batch_size, device, shuffle):
+            model.eval()  # adversarial examples are made with frozen BatchNorm statistics
             x_train = method(model, xb, yb, config.train, perturb).detach().requires_grad_(True)
+            model.train()
             optimizer.zero_grad(set_to_none=True)
             with SparsityProbe(model) as probe:
                 logits = model(x_train)

@@ -1,4 +1,4 @@
-"""Exact operation counts and the energy model (REFERENCE.md, "Latency and cost of an SNN").
+"""Exact operation counts and the energy model (docs/metrics.md).
 
 A layer fed by spikes performs one accumulate (AC) per incoming spike and per target it reaches:
 SynOps = Σ_t Σ_inputs spike × fan-out. A convolution's true fan-out at each input position, padding

@@ -9,6 +9,7 @@ from torch import nn
 from sparsity_latency.config import ProfileConfig
 from sparsity_latency.latency.opcount import EnergyModel, dense_macs, fan_out, membrane_traffic_bits, synops
 from sparsity_latency.latency.timing import fixed_threads, per_sample_ms
+from sparsity_latency.metrics import spike_sparsity
 from sparsity_latency.neurons.quantizer import FULL_PRECISION_BITS
 from sparsity_latency.probes import NET, SparsityProbe, spiking_layers, weight_layers
 
@@ -26,17 +27,18 @@ def operation_counts(model: nn.Module, frames: torch.Tensor, membrane_bits: floa
         layer_input = probe.layer_inputs[name]
         input_shape = tuple(layer_input.shape[-(3 if isinstance(layer, nn.Conv2d) else 1):])
         if name in model.frame_fed_layers:
-            ops = {"synops": 0.0, "macs": float(dense_macs(layer, input_shape) * steps)}
+            macs = float(dense_macs(layer, input_shape) * steps)
+            rows[name] = {"macs": macs, "energy_pj": energy.energy_pj(macs=macs)}
         else:
-            ops = {"synops": synops(layer_input, fan_out(layer, input_shape)) / n_samples, "macs": 0.0}
-        rows[name] = {**ops, "energy_pj": energy.energy_pj(ops["synops"], ops["macs"])}
+            ops = synops(layer_input, fan_out(layer, input_shape)) / n_samples
+            rows[name] = {"synops": ops, "energy_pj": energy.energy_pj(synops=ops)}
     bits = min(membrane_bits, FULL_PRECISION_BITS)
     for name in spiking_layers(model):
         spikes = probe.spikes[name]
         traffic = membrane_traffic_bits(spikes[0, 0].numel(), steps, bits)
         rows[name] = {
             "spike_count": float(spikes.sum()) / n_samples,
-            "spike_sparsity": 1.0 - float(spikes.mean()),
+            "spike_sparsity": spike_sparsity(spikes),
             "membrane_traffic_bits": traffic,
             "energy_pj": energy.energy_pj(traffic_bits=traffic),
         }

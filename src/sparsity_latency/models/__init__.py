@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from sparsity_latency.config import ModelConfig
+from sparsity_latency.config import Config, ModelConfig
+from sparsity_latency.data import FramedData
 from sparsity_latency.models.tiny_conv import TinyConvSNN
 
 ModelBuilder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
@@ -14,6 +15,11 @@ ModelBuilder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
 MODELS: dict[str, ModelBuilder] = {
     "tiny-conv": TinyConvSNN,
 }
+
+
+def build_for(config: Config, data: FramedData) -> nn.Module:
+    """The config's network for the data's frame shape and classes."""
+    return build_model(config.model, data.input_shape, data.n_classes)
 
 
 def build_model(config: ModelConfig, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
