@@ -1,8 +1,8 @@
 """Correlations between gradient sparsity and latency, within training groups and across pairs.
 
-Each complete run is summarized by six gradient-sparsity measures (x) — the input gradient and the
-mean over spiking layers of the spike gradient, each as exact-zero fraction, small fraction and
-Hoyer — taken from `attack.parquet` at one attack and eps, and by four latency measures (y) from
+Each complete run is summarized by nine gradient-sparsity measures (x) — the input gradient, and the
+means over spiking layers of the spike and of the membrane gradient, each as exact-zero fraction,
+small fraction and Hoyer — taken from `attack.parquet` at one attack and eps, and by four latency measures (y) from
 `profile.parquet`: SynOps and energy per sample, and dense wall-clock p50 per sample at batch 1 and
 at the largest batch profiled. The observation unit is the run.
 
@@ -28,7 +28,8 @@ from sparsity_latency.latency.profile import BACKEND_DENSE
 from sparsity_latency.metrics import GRAD_FORMS
 from sparsity_latency.probes import NET
 
-X_MEASURES = tuple(f"{target}_{form}" for target in ("input_grad", "spike_grad") for form in GRAD_FORMS)
+SPIKING_TARGETS = ("spike_grad", "membrane_grad")
+X_MEASURES = tuple(f"{target}_{form}" for target in ("input_grad", *SPIKING_TARGETS) for form in GRAD_FORMS)
 Y_MEASURES = ("synops", "energy_pj", "wall_ms_p50_b1", "wall_ms_p50_bmax")
 STANDARD = "standard"
 ALL = "all"
@@ -52,7 +53,8 @@ def run_summary(directory: Path, attack: str, eps: float) -> dict:
                "pair_key": manifest["pair_key"]}
     for form in GRAD_FORMS:
         summary[f"input_grad_{form}"] = float(net[f"input_grad_{form}"])
-        summary[f"spike_grad_{form}"] = float(spiking[f"spike_grad_{form}"].mean())
+        for target in SPIKING_TARGETS:
+            summary[f"{target}_{form}"] = float(spiking[f"{target}_{form}"].mean())
     dense = profile[(profile["backend"] == BACKEND_DENSE) & (profile["layer"] == NET)]
     if dense.empty:
         raise InputError(f"{directory / 'profile.parquet'}: no network-level rows of the dense backend")

@@ -1,8 +1,10 @@
 """Hooks that record what a forward and backward pass did, without changing its results.
 
 A `SparsityProbe` keeps each spiking layer's output spikes [T, B, …] and, once `backward` has run,
-the gradient of the loss with respect to them; optionally the input of every weight layer (for op
-counts). `layer_sparsity` turns one recorded pass into per-layer sparsity measures.
+the gradient of the loss with respect to them (∂L/∂spikes, which arrives from the layers above and
+has not yet passed through this layer's surrogate) and with respect to its membrane before firing
+(∂L/∂membrane, which has: the surrogate's zeros show here); optionally the input of every weight
+layer (for op counts). `layer_sparsity` turns one recorded pass into per-layer sparsity measures.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sparsity_latency.metrics import GRAD_FORMS, grad_sparsity, spike_sparsity
 from sparsity_latency.neurons import MultiStep
 
 NET = "__net__"  # layer name of network-level rows
-GRAD_TARGETS = ("weight_grad", "spike_grad", "input_grad")
+GRAD_TARGETS = ("weight_grad", "spike_grad", "membrane_grad", "input_grad")
 GRAD_COLUMNS = tuple(f"{target}_{form}" for target in GRAD_TARGETS for form in GRAD_FORMS)
 
 
@@ -40,11 +42,16 @@ class SparsityProbe:
         self.spikes: dict[str, torch.Tensor] = {}
         self.spike_grads: dict[str, torch.Tensor] = {}
         self.layer_inputs: dict[str, torch.Tensor] = {}
+        self._membrane_grads: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
+        self._membrane_steps: dict[str, int] = defaultdict(int)
         self._handles: list = []
 
     def __enter__(self) -> SparsityProbe:
         for name, module in spiking_layers(self.model).items():
             self._handles.append(module.register_forward_hook(self._spike_hook(name)))
+            tap = getattr(module.neuron, "membrane_tap", None)
+            if tap is not None:
+                self._handles.append(tap.register_forward_hook(self._membrane_hook(name)))
         if self.record_inputs:
             for name, module in weight_layers(self.model).items():
                 self._handles.append(module.register_forward_hook(self._input_hook(name)))
@@ -62,6 +69,20 @@ class SparsityProbe:
                 output.register_hook(lambda grad: self.spike_grads.__setitem__(name, grad.detach()))
         return hook
 
+    def _membrane_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            step = self._membrane_steps[name]
+            self._membrane_steps[name] += 1
+            if output.requires_grad:
+                output.register_hook(lambda grad: self._membrane_grads[name].__setitem__(step, grad.detach()))
+        return hook
+
+    @property
+    def membrane_grads(self) -> dict[str, torch.Tensor]:
+        """∂L/∂membrane [T, B, …] per spiking layer, after `backward` (steps in time order)."""
+        return {name: torch.stack([grads[t] for t in sorted(grads)])
+                for name, grads in self._membrane_grads.items() if grads}
+
     def _input_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             self.layer_inputs[name] = args[0].detach()
@@ -78,16 +99,20 @@ def layer_sparsity(
     """Per-layer measures of the last recorded pass (after `backward`): layer → column → value.
 
     Weight layers get the sparsity of their weight gradient, spiking layers their spike sparsity
-    and the sparsity of the gradient at their spikes, `__net__` that of the input gradient.
+    and the sparsity of the gradients at their spikes and membranes, `__net__` that of the input
+    gradient.
     """
     rows: dict[str, dict[str, float]] = {}
     for name, module in weight_layers(model).items():
         if module.weight.grad is not None:
             rows[name] = _prefixed("weight_grad", grad_sparsity(module.weight.grad, tau))
+    membrane_grads = probe.membrane_grads
     for name in spiking_layers(model):
         row = {"spike_sparsity": spike_sparsity(probe.spikes[name])}
         if name in probe.spike_grads:
             row.update(_prefixed("spike_grad", grad_sparsity(probe.spike_grads[name], tau)))
+        if name in membrane_grads:
+            row.update(_prefixed("membrane_grad", grad_sparsity(membrane_grads[name], tau)))
         rows[name] = row
     rows[NET] = _prefixed("input_grad", grad_sparsity(input_grad, tau)) if input_grad is not None else {}
     return rows

@@ -43,13 +43,15 @@ class QuantLeaky(nn.Module):
         self._spike = SURROGATES[surrogate]
         self.quantized = not is_full_precision(membrane_bits)
         self.low, self.high = membrane_levels(membrane_bits, top=threshold)
+        # Identity on the membrane before it fires: a place where probes can hook ∂L/∂membrane.
+        self.membrane_tap = nn.Identity()
 
     def init_leaky(self) -> None:
         """snntorch's name for the initial state; `None` means "at rest" (zeros of the input's shape)."""
         return None
 
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mem = input_ if mem is None else self.beta * mem + input_
+        mem = self.membrane_tap(input_ if mem is None else self.beta * mem + input_)
         spk = self._spike(mem - self.threshold, self.surrogate_width)
         fired = spk.detach()
         mem = mem * (1 - fired) if self.reset == "zero" else mem - fired * self.threshold
