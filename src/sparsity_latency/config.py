@@ -145,8 +145,11 @@ def config_from_dict(raw: dict) -> Config:
     return config
 
 
-def config_to_dict(config: Config) -> dict:
-    """Nested plain data (lists, not tuples) that `config_from_dict` reads back to the same Config."""
+def config_to_dict(config: Any) -> dict:
+    """Nested plain data (lists, not tuples) of a Config or one of its sections.
+
+    `config_from_dict` reads a whole Config's data back to the same Config.
+    """
     return _plain(dataclasses.asdict(config))
 
 

@@ -48,6 +48,7 @@ class SparsityProbe:
 
     def __enter__(self) -> SparsityProbe:
         for name, module in spiking_layers(self.model).items():
+            self._handles.append(module.register_forward_pre_hook(self._layer_start_hook(name)))
             self._handles.append(module.register_forward_hook(self._spike_hook(name)))
             tap = getattr(module.neuron, "membrane_tap", None)
             if tap is not None:
@@ -67,6 +68,13 @@ class SparsityProbe:
             self.spikes[name] = output.detach()
             if output.requires_grad:
                 output.register_hook(lambda grad: self.spike_grads.__setitem__(name, grad.detach()))
+        return hook
+
+    def _layer_start_hook(self, name: str):
+        """Each pass through a layer starts its membrane record afresh, as the spikes are overwritten."""
+        def hook(module: nn.Module, args: tuple) -> None:
+            self._membrane_steps[name] = 0
+            self._membrane_grads[name] = {}
         return hook
 
     def _membrane_hook(self, name: str):

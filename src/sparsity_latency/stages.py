@@ -5,16 +5,14 @@ These are the library functions behind the `train`, `attack` and `profile` comma
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from sparsity_latency import runs
-from sparsity_latency.config import AttackConfig, Config, ProfileConfig
-from sparsity_latency.data import load_data
+from sparsity_latency.config import AttackConfig, Config, ProfileConfig, config_to_dict
+from sparsity_latency.data import FramedData, load_data
 from sparsity_latency.errors import InputError
 from sparsity_latency.evaluation import evaluate_attacks
 from sparsity_latency.latency.profile import profile_model
@@ -55,8 +53,8 @@ def train_stage(config: Config, out: str | Path, device: torch.device,
     return directory
 
 
-def load_trained(directory: Path, device: torch.device) -> tuple[dict, Config, torch.nn.Module]:
-    """run.json, config and trained model of a run whose train stage is complete."""
+def load_trained(directory: Path, device: torch.device) -> tuple[dict, Config, FramedData, torch.nn.Module]:
+    """run.json, config, data and trained model of a run whose train stage is complete."""
     manifest = runs.read_manifest(directory)
     if "train" not in manifest["stages"]:
         raise InputError(f"run {directory} has not finished training")
@@ -68,33 +66,28 @@ def load_trained(directory: Path, device: torch.device) -> tuple[dict, Config, t
         model.load_state_dict(checkpoint["model"])
     except (KeyError, TypeError, IndexError, RuntimeError):
         raise InputError(f"{directory / runs.CHECKPOINT}: weights do not fit the run's model") from None
-    return manifest, config, model.to(device).eval()
+    return manifest, config, data, model.to(device).eval()
 
 
 def attack_stage(directory: Path, device: torch.device, attack: AttackConfig | None = None) -> Path:
     """Evaluate robustness of a trained run with `attack` settings (default: those in its run.json)."""
-    manifest, config, model = load_trained(directory, device)
+    manifest, config, data, model = load_trained(directory, device)
     attack = attack or config.attack
-    data = load_data(config.data, config.seed)
     rows = evaluate_attacks(model, data.test_x, data.test_y, attack, config.train.grad_tau, config.seed,
                             device)
     runs.write_table(directory / "attack.parquet", [{**_run_columns(manifest), **r} for r in rows], "attack")
-    runs.mark_stage(directory, "attack", settings(attack), device=str(device))
+    runs.mark_stage(directory, "attack", config_to_dict(attack), device=str(device))
     return directory
 
 
 def profile_stage(directory: Path, device: torch.device, profile: ProfileConfig | None = None) -> Path:
     """Measure op counts, energy and wall-clock latency of a trained run."""
-    manifest, config, model = load_trained(directory, device)
+    manifest, config, data, model = load_trained(directory, device)
     profile = profile or config.profile
-    data = load_data(config.data, config.seed)
     rows = profile_model(model, data.test_x, profile, config.model.membrane_bits, device)
     runs.write_table(directory / "profile.parquet", [{**_run_columns(manifest), **r} for r in rows],
                      "profile")
-    runs.mark_stage(directory, "profile", settings(profile), device=str(device))
+    runs.mark_stage(directory, "profile", config_to_dict(profile), device=str(device))
     return directory
 
 
-def settings(section: AttackConfig | ProfileConfig) -> dict:
-    """A config section as the plain data recorded in run.json."""
-    return json.loads(json.dumps(dataclasses.asdict(section)))

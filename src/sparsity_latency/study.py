@@ -16,8 +16,8 @@ import torch
 
 from sparsity_latency import runs
 from sparsity_latency.analysis import correlate
-from sparsity_latency.config import Config, check_study, with_changes
-from sparsity_latency.stages import attack_stage, profile_stage, settings, train_stage
+from sparsity_latency.config import Config, check_study, config_to_dict, with_changes
+from sparsity_latency.stages import attack_stage, profile_stage, train_stage
 
 # Called after each stage of each run: (run id, stage, whether it was skipped as already complete).
 StageCallback = Callable[[str, str, bool], None]
@@ -48,14 +48,15 @@ def run_study(config: Config, out: str | Path, device: torch.device,
     grid = expand_grid(config)
     for run_config in grid:
         check_study(run_config)
+    run_ids = [runs.run_id(c) for c in grid]
     done = skipped = 0
-    for run_config in grid:
+    for run_config, run_id in zip(grid, run_ids, strict=True):
         directory = runs.run_dir(out, run_config)
-        run_id = runs.run_id(run_config)
         steps = (
             ("train", runs.run_identity(run_config), partial(train_stage, run_config, out, device)),
-            ("attack", settings(run_config.attack), partial(attack_stage, directory, device, run_config.attack)),
-            ("profile", settings(run_config.profile),
+            ("attack", config_to_dict(run_config.attack),
+             partial(attack_stage, directory, device, run_config.attack)),
+            ("profile", config_to_dict(run_config.profile),
              partial(profile_stage, directory, device, run_config.profile)),
         )
         for stage, stage_settings, run_stage in steps:
@@ -68,7 +69,6 @@ def run_study(config: Config, out: str | Path, device: torch.device,
             if on_stage is not None:
                 on_stage(run_id, stage, complete)
     directory = runs.study_dir(out, config)
-    run_ids = [runs.run_id(c) for c in grid]
     correlations = correlate_into(directory, attack=config.correlate.attack, eps=config.correlate.eps,
                                   run_ids=run_ids)
     return StudyResult(directory, run_ids, done, skipped, correlations)
