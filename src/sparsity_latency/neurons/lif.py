@@ -1,11 +1,10 @@
 """Leaky integrate-and-fire neuron with a quantized membrane, a drop-in for `snntorch.Leaky`.
 
 Call convention as snntorch's (with `init_hidden=False`): `spk, mem = lif(x, mem)`, where `mem=None`
-starts from rest. The state is explicit; the module keeps no record of live instances.
-
-One step (SpQuant-SNN): mem ← β·mem + x; spk = [mem > θ]; reset (hard: mem ← (1 − spk)·mem, or
-subtract: mem ← mem − spk·θ, the reset using the spike without its gradient, as snntorch does);
-then the stored membrane is snapped to the integer grid (see `quantizer`).
+starts from rest. The state is explicit; the module keeps no record of live instances (snntorch's
+neurons register every instance in a class-level list). The step is `dynamics.LIFDynamics`'s, run
+through autograd one time step at a time; `multistep.MultiStepLIF` runs the same step over a whole
+sequence with a hand-written backward.
 """
 
 from __future__ import annotations
@@ -13,14 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparsity_latency.neurons.quantizer import is_full_precision, membrane_levels, quantize_membrane
+from sparsity_latency.neurons.dynamics import LIFDynamics
+from sparsity_latency.neurons.quantizer import quantize_membrane, snap_input
 from sparsity_latency.neurons.surrogates import SURROGATES
-
-RESETS = ("zero", "subtract")
 
 
 class QuantLeaky(nn.Module):
-    """LIF neuron whose stored membrane lives on a `membrane_bits` integer grid."""
+    """LIF neuron whose stored membrane lives on a `membrane_bits` integer grid (≥ 32: full precision)."""
 
     def __init__(
         self,
@@ -29,20 +27,14 @@ class QuantLeaky(nn.Module):
         membrane_bits: float = 1.58,
         reset: str = "zero",
         surrogate: str = "triangle",
-        surrogate_width: float = 1.0,
+        surrogate_param: float = 0.0,
+        quant_grad: str = "stacked-sigmoid",
+        detach_reset: bool = True,
     ) -> None:
         super().__init__()
-        if reset not in RESETS:
-            raise ValueError(f"unknown reset '{reset}'")
-        self.beta = beta
-        self.threshold = threshold
-        self.membrane_bits = membrane_bits
-        self.reset = reset
-        self.surrogate = surrogate
-        self.surrogate_width = surrogate_width
+        self.dynamics = LIFDynamics(beta, threshold, membrane_bits, reset, surrogate, surrogate_param, quant_grad,
+                                    detach_reset)
         self._spike = SURROGATES[surrogate]
-        self.quantized = not is_full_precision(membrane_bits)
-        self.low, self.high = membrane_levels(membrane_bits, top=threshold)
         # Identity on the membrane before it fires: a place where probes can hook ∂L/∂membrane.
         self.membrane_tap = nn.Identity()
 
@@ -51,30 +43,17 @@ class QuantLeaky(nn.Module):
         return None
 
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mem = self.membrane_tap(input_ if mem is None else self.beta * mem + input_)
-        spk = self._spike(mem - self.threshold, self.surrogate_width)
-        fired = spk.detach()
-        mem = mem * (1 - fired) if self.reset == "zero" else mem - fired * self.threshold
-        if self.quantized:
-            mem = quantize_membrane(mem, self.low, self.high)
+        d = self.dynamics
+        current = input_ if d.frac_bits is None else snap_input(input_, d.frac_bits)
+        mem = self.membrane_tap(current if mem is None else d.integrate(mem, current))
+        spk = self._spike(mem - d.threshold, d.param)
+        fired = spk.detach() if d.detach_reset else spk
+        mem = mem * (1 - fired) if d.reset == "zero" else mem - fired * d.threshold
+        if d.quantized:
+            mem = quantize_membrane(mem, *d.levels, grad=d.quant_grad)
         return spk, mem
 
     def extra_repr(self) -> str:
-        return (f"beta={self.beta}, threshold={self.threshold}, membrane_bits={self.membrane_bits}, "
-                f"reset={self.reset}, surrogate={self.surrogate}({self.surrogate_width})")
-
-
-class MultiStep(nn.Module):
-    """Runs a single-step neuron over the leading time axis: [T, B, …] in, spikes [T, B, …] out."""
-
-    def __init__(self, neuron: nn.Module) -> None:
-        super().__init__()
-        self.neuron = neuron
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        mem = None
-        spikes = []
-        for x_t in inputs:
-            spk, mem = self.neuron(x_t, mem)
-            spikes.append(spk)
-        return torch.stack(spikes)
+        d = self.dynamics
+        return (f"beta={d.beta}, threshold={d.threshold}, membrane_bits={d.membrane_bits}, reset={d.reset}, "
+                f"surrogate={d.surrogate}({d.param}), quant_grad={d.quant_grad}, detach_reset={d.detach_reset}")

@@ -1,0 +1,192 @@
+"""Compiled CPU kernels (numba) for `MultiStepLIF`: the whole time loop in one pass over memory.
+
+They compute exactly what `dynamics.LIFDynamics` describes — the same floating-point operations in
+the same order in the forward pass (so the spikes are bit-identical to the torch paths'), the same
+derivatives in the backward pass (equal to rounding) — without the temporaries a sequence of torch
+operations allocates for every step. They serve float32 and float64 tensors on the CPU; everything
+else (CUDA tensors) takes the torch path in `multistep`. Tests check the two against each other for
+every surrogate, reset and quantizer gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numba
+import numpy as np
+import torch
+
+from sparsity_latency.neurons.dynamics import LIFDynamics
+from sparsity_latency.neurons.quantizer import BUMP_WINDOW, SIGMOID_TEMPERATURE, STACKED_SIGMOID_EXACT_UP_TO
+
+SURROGATE_CODES = {"triangle": 0, "atan": 1, "fast-sigmoid": 2, "rectangle": 3}
+QUANT_GRAD_CODES = {"ste": 0, "stacked-sigmoid": 1}
+DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def supports(tensor: torch.Tensor) -> bool:
+    """Whether the kernels can run on `tensor` (CPU, float32 or float64)."""
+    return tensor.device.type == "cpu" and tensor.dtype in DTYPES
+
+
+# Branches on the flags are the same for every element, so LLVM hoists them out of the inner loops;
+# what is left there is branch-free arithmetic that it vectorizes.
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _slope(code, u, p, one, zero):
+    """Surrogate dS/du (codes as SURROGATE_CODES; the formulas of `surrogates`)."""
+    if code == 0:  # triangle
+        return max(p - abs(u), zero) / (p * p)
+    if code == 1:  # atan
+        z = u * (p * np.float32(math.pi / 2))
+        return (p / 2) / (one + z * z)
+    if code == 2:  # fast sigmoid
+        d = one + p * abs(u)
+        return one / (d * d)
+    return one / p if abs(u) < p / 2 else zero  # rectangle
+
+
+@numba.njit(cache=True, nogil=True)
+def _bump(distance: float) -> float:
+    s = 1 / (1 + math.exp(-SIGMOID_TEMPERATURE * distance))
+    return SIGMOID_TEMPERATURE * s * (1 - s)
+
+
+@numba.njit(cache=True, nogil=True)
+def _stacked_sigmoid(r: float, low: float, high: float) -> float:
+    """`quantizer.stacked_sigmoid_derivative` at one point."""
+    n_boundaries = int(high - low)
+    if n_boundaries <= STACKED_SIGMOID_EXACT_UP_TO:
+        first, last = 0, n_boundaries - 1
+    else:
+        nearest = min(max(np.rint(r - low - 0.5), 0), n_boundaries - 1)
+        first, last = max(int(nearest) - BUMP_WINDOW, 0), min(int(nearest) + BUMP_WINDOW, n_boundaries - 1)
+    total = 0.0
+    for k in range(first, last + 1):
+        total += _bump(r - (low + 0.5 + k))
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _stacked_sigmoid_table(low: float, high: float, start: float, scale: float, size: int) -> np.ndarray:
+    table = np.empty(size)
+    for i in range(size):
+        table[i] = _stacked_sigmoid(start + i / scale, low, high)
+    return table
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward(inputs, membranes, spikes, beta, threshold, low, high, frac_scale, quantized, zero_reset, dyadic):
+    steps, width = inputs.shape
+    zero, one, half = inputs.dtype.type(0), inputs.dtype.type(1), inputs.dtype.type(0.5)
+    state = np.zeros(width, dtype=inputs.dtype)
+    for t in range(steps):
+        x_row, h_row, s_row = inputs[t], membranes[t], spikes[t]
+        for j in range(width):
+            current = x_row[j]
+            if dyadic:
+                current = np.ceil(current * frac_scale) / frac_scale
+            h = state[j] * beta + current
+            h_row[j] = h
+            fired = h > threshold
+            s_row[j] = one if fired else zero
+            if zero_reset:
+                r = zero if fired else h
+            else:
+                r = h - threshold if fired else h
+            if quantized:
+                r = min(max(np.ceil(r - half), low), high)
+            state[j] = r
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward(membranes, grad_spikes, grad, beta, threshold, low, high, param, table, table_start, table_scale,
+              surrogate, quant_grad, quantized, zero_reset, detach_reset):
+    steps, width = membranes.shape
+    zero, one = membranes.dtype.type(0), membranes.dtype.type(1)
+    lookup = quantized and quant_grad == 1 and table.size > 0
+    last = membranes.dtype.type(table.size - 1)
+    index = np.zeros(width if lookup else 0, dtype=np.int32)  # table positions of one step, found in a loop of its own
+    h_row, gs_row, g_row = membranes[steps - 1], grad_spikes[steps - 1], grad[steps - 1]
+    for j in range(width):
+        g_row[j] = gs_row[j] * _slope(surrogate, h_row[j] - threshold, param, one, zero)
+    for t in range(steps - 2, -1, -1):
+        h_row, gs_row, g_row, g_next = membranes[t], grad_spikes[t], grad[t], grad[t + 1]
+        if lookup:
+            for j in range(width):
+                h = h_row[j]
+                fired = h > threshold
+                r = (zero if fired else h) if zero_reset else (h - threshold if fired else h)
+                index[j] = np.int32(min(max((r - table_start) * table_scale, zero), last))
+        for j in range(width):
+            h = h_row[j]
+            slope = _slope(surrogate, h - threshold, param, one, zero)
+            fired = h > threshold
+            if zero_reset:
+                r = zero if fired else h
+                through = zero if fired else one
+                if not detach_reset:
+                    through -= h * slope
+            else:
+                r = h - threshold if fired else h
+                through = one
+                if not detach_reset:
+                    through -= threshold * slope
+            if quantized:
+                if quant_grad == 0:  # straight through inside the range
+                    through *= one if (r >= low) & (r <= high) else zero
+                elif lookup:  # r lies on the input grid: the derivative is in the table
+                    through *= table[index[j]]
+                else:
+                    through *= _stacked_sigmoid(r, low, high)
+            g_row[j] = gs_row[j] * slope + beta * through * g_next[j]
+
+
+TABLE_MARGIN = 12  # levels beyond the grid covered by the lookup table; further out the derivative is < 1e-9
+
+
+def _stacked_table(dynamics: LIFDynamics, dtype: type) -> tuple[np.ndarray, float, float]:
+    """Stacked-sigmoid derivative on the 2^−f grid the reset membrane lives on (empty when it has none)."""
+    if dynamics.frac_bits is None or dynamics.quant_grad != "stacked-sigmoid":
+        return np.empty(0, dtype=dtype), 0.0, 1.0
+    return _cached_table(*dynamics.levels, dynamics.frac_bits, dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_table(low: float, high: float, frac_bits: int, dtype: type) -> tuple[np.ndarray, float, float]:
+    scale = float(2**frac_bits)
+    start = low - TABLE_MARGIN
+    size = int((high - low + 2 * TABLE_MARGIN) * scale) + 1
+    return _stacked_sigmoid_table(low, high, start, scale, size).astype(dtype), start, scale
+
+
+def _scalars(dynamics: LIFDynamics, dtype: type) -> tuple:
+    low, high = dynamics.levels if dynamics.quantized else (0.0, 0.0)
+    return dtype(dynamics.beta), dtype(dynamics.threshold), dtype(low), dtype(high)
+
+
+def forward(inputs: torch.Tensor, dynamics: LIFDynamics) -> tuple[torch.Tensor, torch.Tensor]:
+    """Membranes before firing h and spikes, both [T, …], of a neuron at rest driven by `inputs`."""
+    dtype = DTYPES[inputs.dtype]
+    inputs = inputs.detach().contiguous()
+    membranes, spikes = torch.empty_like(inputs), torch.empty_like(inputs)
+    frac = dynamics.frac_bits
+    flat = [tensor.view(len(inputs), -1).numpy() for tensor in (inputs, membranes, spikes)]
+    _forward(*flat, *_scalars(dynamics, dtype), dtype(0 if frac is None else 2**frac), dynamics.quantized,
+             dynamics.reset == "zero", frac is not None)
+    return membranes, spikes
+
+
+def backward(membranes: torch.Tensor, grad_spikes: torch.Tensor, dynamics: LIFDynamics) -> torch.Tensor:
+    """∂L/∂h [T, …] from the saved membranes and ∂L/∂spikes (see `multistep` for the recursion)."""
+    dtype = DTYPES[membranes.dtype]
+    grad_spikes = grad_spikes.to(membranes.dtype).contiguous()
+    grad = torch.empty_like(membranes)
+    table, start, scale = _stacked_table(dynamics, dtype)
+    flat = [tensor.view(len(membranes), -1).numpy() for tensor in (membranes, grad_spikes, grad)]
+    _backward(*flat, *_scalars(dynamics, dtype), dtype(dynamics.param), table, dtype(start), dtype(scale),
+              SURROGATE_CODES[dynamics.surrogate], QUANT_GRAD_CODES[dynamics.quant_grad], dynamics.quantized,
+              dynamics.reset == "zero", dynamics.detach_reset)
+    return grad
