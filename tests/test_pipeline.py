@@ -15,6 +15,7 @@ from sparsity_latency.data import load_data
 from sparsity_latency.evaluation import evaluate_attacks
 from sparsity_latency.models import build_for
 from sparsity_latency.neurons import SURROGATES, MultiStep, QuantLeaky, quantize_membrane
+from sparsity_latency.neurons.quantizer import dyadic_ceil
 from sparsity_latency.probes import NET, SparsityProbe
 from sparsity_latency.schema import TABLES
 from sparsity_latency.stages import train_stage
@@ -166,7 +167,7 @@ def test_robust_accuracy_counts_the_samples_evaluated(config) -> None:
 class _OneLayer(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.lif1 = MultiStep(QuantLeaky(membrane_bits=1.58))
+        self.lif1 = MultiStep(QuantLeaky(membrane_bits=1.58, quant_grad="ste"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lif1(x)
@@ -179,9 +180,10 @@ def test_probe_membrane_gradient_equals_manual_autograd() -> None:
     model = _OneLayer()
     with SparsityProbe(model) as probe:
         (model(inputs) * weights).sum().backward()
-    # the obvious path: the same steps by hand, keeping each pre-spike membrane
+    # the obvious path: the same steps by hand, keeping each pre-spike membrane; the input current is first
+    # rounded up to the neuron's fixed-point grid of 1/4 (β = 1/2), with a straight-through gradient
     mem, pre, spikes = None, [], []
-    for x_t in inputs.detach():
+    for x_t in dyadic_ceil(inputs.detach(), 2):
         membrane = x_t if mem is None else 0.5 * mem + x_t
         if mem is None:
             membrane.requires_grad_(True)

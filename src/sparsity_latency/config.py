@@ -48,16 +48,24 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network and its quantized-membrane LIF neurons."""
+    """Network, its quantized-membrane LIF neurons, weight precision and channel gating."""
 
     name: str = "tiny-conv"
-    channels: tuple[int, ...] = (8, 16)
+    channels: tuple[int, ...] = ()  # () = the network's own default (see docs/config.md)
+    neuron: str = "spquant"  # "spquant" (fused multi-step), "spquant-loop" (step by step), "snntorch" (its Leaky)
     membrane_bits: float = 1.58  # 1.58 = ternary {-1, 0, 1}; >= 32 = full precision
-    beta: float = 0.5  # membrane leak (SpQuant: 1/2, one right shift)
+    beta: float = 0.5  # membrane leak; 2^-k is a right shift by k (SpQuant: 1/2)
     threshold: float = 1.0  # in membrane grid units
     reset: str = "zero"  # "zero" (hard reset, SpQuant) or "subtract"
+    detach_reset: bool = True  # reset without the spike's gradient (snntorch); SpQuant's code keeps it
     surrogate: str = "triangle"
-    surrogate_width: float = 1.0  # triangle width γ / atan α
+    surrogate_param: float = 0.0  # 0 = the surrogate's default (triangle γ 1, atan α 2, fast-sigmoid k 25, rectangle 1)
+    quant_grad: str = "stacked-sigmoid"  # membrane quantizer backward: "stacked-sigmoid" (SpQuant) or "ste"
+    weight_bits: float = 32.0  # 2 = ternary; 3-8 = k-bit; >= 32 = full precision
+    weight_quant: str = "sawb"  # k-bit rule for 3-8 bits: "sawb" (4 and 8 bits) or "uniform"
+    gating: bool = False  # SpQuant's per-sample, per-step channel gate in front of each conv layer's LIF
+    gate_mass: float = 0.85  # share of the activation mass the gate is taught to keep
+    gate_loss_weight: float = 1.0  # weight of the gate's supervision loss in training
 
 
 @dataclass(frozen=True)
@@ -246,6 +254,10 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InputError(f"config '{name}' must be an integer, got {value!r}")
         return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"config '{name}' must be true or false, got {value!r}")
+        return value
     if hint is str:
         if not isinstance(value, str):
             raise InputError(f"config '{name}' must be a string, got {value!r}")
@@ -263,7 +275,9 @@ def check_config(config: Config) -> None:
     from sparsity_latency.attacks import ATTACKS
     from sparsity_latency.data import DATASETS
     from sparsity_latency.models import MODELS
-    from sparsity_latency.neurons import RESETS, SURROGATES
+    from sparsity_latency.models.layers import NEURONS, SNNTORCH_SURROGATES
+    from sparsity_latency.models.quantized import WEIGHT_QUANTIZERS, check_weight_bits
+    from sparsity_latency.neurons import QUANT_GRADS, RESETS, SURROGATES
     from sparsity_latency.training import METHODS
 
     def known(name: str, value: str, registry: dict | tuple) -> None:
@@ -295,18 +309,36 @@ def check_config(config: Config) -> None:
         non_negative(f"data.{key}", getattr(data, key))
     _require(0 <= data.background < 1, f"config 'data.background' must be in [0, 1), got {data.background}")
     known("model", model.name, MODELS)
-    _require(len(model.channels) > 0 and all(c > 0 for c in model.channels),
-             "config 'model.channels' must list at least one channel count, all > 0")
+    known("neuron", model.neuron, NEURONS)
+    _require(all(c > 0 for c in model.channels), "config 'model.channels' must all be > 0")
+    channel_problem = MODELS[model.name].check_channels(model.channels)
+    _require(channel_problem is None, f"config 'model.channels': {channel_problem}")
     _require(model.membrane_bits >= 1.5, f"config 'model.membrane_bits' must be >= 1.5 (1.58 = ternary), "
              f"got {model.membrane_bits}")
+    _require(model.membrane_bits <= 8 or model.membrane_bits >= 32,
+             f"config 'model.membrane_bits' must be at most 8, or 32 for full precision, got {model.membrane_bits}")
     _require(0 < model.beta <= 1, f"config 'model.beta' must be in (0, 1], got {model.beta}")
     positive("model.threshold", model.threshold)
     _require(model.membrane_bits >= 32 or float(model.threshold).is_integer(),
              f"config 'model.threshold' must be a whole number of grid levels when the membrane is quantized, "
              f"got {model.threshold}")
-    positive("model.surrogate_width", model.surrogate_width)
+    _require(model.neuron != "snntorch" or model.membrane_bits >= 32,
+             "config 'model.neuron' = \"snntorch\" runs snntorch's own Leaky, which is full precision: "
+             "set model.membrane_bits = 32")
+    _require(model.neuron != "snntorch" or model.surrogate in SNNTORCH_SURROGATES,
+             f"config 'model.surrogate': snntorch's Leaky has no '{model.surrogate}' surrogate of the same shape "
+             f"(use one of: {', '.join(SNNTORCH_SURROGATES)})")
+    non_negative("model.surrogate_param", model.surrogate_param)
     known("reset", model.reset, RESETS)
     known("surrogate", model.surrogate, SURROGATES)
+    known("quantizer gradient", model.quant_grad, QUANT_GRADS)
+    known("weight quantizer", model.weight_quant, WEIGHT_QUANTIZERS)
+    weight_problem = check_weight_bits(model.weight_bits, model.weight_quant)
+    _require(weight_problem is None, f"config 'model.weight_bits': {weight_problem}")
+    _require(0 < model.gate_mass <= 1, f"config 'model.gate_mass' must be in (0, 1], got {model.gate_mass}")
+    non_negative("model.gate_loss_weight", model.gate_loss_weight)
+    _require(not model.gating or MODELS[model.name].supports_gating,
+             f"config 'model.gating': model '{model.name}' has no convolution layers to gate")
     for key in ("epochs", "batch_size", "lr", "pgd_steps"):
         positive(f"train.{key}", getattr(train, key))
     non_negative("train.eps", train.eps)

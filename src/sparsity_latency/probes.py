@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from sparsity_latency.metrics import GRAD_FORMS, grad_sparsity, spike_sparsity
-from sparsity_latency.neurons import MultiStep
+from sparsity_latency.neurons import SpikingLayer
 
 NET = "__net__"  # layer name of network-level rows
 GRAD_TARGETS = ("weight_grad", "spike_grad", "membrane_grad", "input_grad")
@@ -25,7 +25,7 @@ GRAD_COLUMNS = tuple(f"{target}_{form}" for target in GRAD_TARGETS for form in G
 
 def spiking_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The model's multi-step spiking layers by name (`lif1`, …), in forward order."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, MultiStep)}
+    return {name: m for name, m in model.named_modules() if isinstance(m, SpikingLayer)}
 
 
 def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -42,17 +42,14 @@ class SparsityProbe:
         self.spikes: dict[str, torch.Tensor] = {}
         self.spike_grads: dict[str, torch.Tensor] = {}
         self.layer_inputs: dict[str, torch.Tensor] = {}
-        self._membrane_grads: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
-        self._membrane_steps: dict[str, int] = defaultdict(int)
+        self.membrane_grads: dict[str, torch.Tensor] = {}  # ∂L/∂membrane before firing [T, B, …], after backward
         self._handles: list = []
 
     def __enter__(self) -> SparsityProbe:
         for name, module in spiking_layers(self.model).items():
-            self._handles.append(module.register_forward_pre_hook(self._layer_start_hook(name)))
             self._handles.append(module.register_forward_hook(self._spike_hook(name)))
-            tap = getattr(module.neuron, "membrane_tap", None)
-            if tap is not None:
-                self._handles.append(tap.register_forward_hook(self._membrane_hook(name)))
+            self._handles.append(module.watch_membrane_grad(
+                lambda grad, name=name: self.membrane_grads.__setitem__(name, grad)))
         if self.record_inputs:
             for name, module in weight_layers(self.model).items():
                 self._handles.append(module.register_forward_hook(self._input_hook(name)))
@@ -69,27 +66,6 @@ class SparsityProbe:
             if output.requires_grad:
                 output.register_hook(lambda grad: self.spike_grads.__setitem__(name, grad.detach()))
         return hook
-
-    def _layer_start_hook(self, name: str):
-        """Each pass through a layer starts its membrane record afresh, as the spikes are overwritten."""
-        def hook(module: nn.Module, args: tuple) -> None:
-            self._membrane_steps[name] = 0
-            self._membrane_grads[name] = {}
-        return hook
-
-    def _membrane_hook(self, name: str):
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            step = self._membrane_steps[name]
-            self._membrane_steps[name] += 1
-            if output.requires_grad:
-                output.register_hook(lambda grad: self._membrane_grads[name].__setitem__(step, grad.detach()))
-        return hook
-
-    @property
-    def membrane_grads(self) -> dict[str, torch.Tensor]:
-        """∂L/∂membrane [T, B, …] per spiking layer, after `backward` (steps in time order)."""
-        return {name: torch.stack([grads[t] for t in sorted(grads)])
-                for name, grads in self._membrane_grads.items() if grads}
 
     def _input_hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:

@@ -20,6 +20,7 @@ from sparsity_latency.config import Config, TrainConfig
 from sparsity_latency.data import load_data
 from sparsity_latency.evaluation import accuracy, batches
 from sparsity_latency.models import build_for
+from sparsity_latency.models.gating import gate_loss
 from sparsity_latency.probes import NET, LayerMeans, SparsityProbe, layer_sparsity
 
 Method = Callable[[nn.Module, torch.Tensor, torch.Tensor, TrainConfig, torch.Generator], torch.Tensor]
@@ -73,7 +74,8 @@ def train(config: Config, device: torch.device, on_epoch: Callable[[int], None] 
             with SparsityProbe(model) as probe:
                 logits = model(x_train)
                 loss = F.cross_entropy(logits, yb)
-                loss.backward()
+                gates = gate_loss(model)
+                (loss if gates is None else loss + config.model.gate_loss_weight * gates).backward()
             means.add(layer_sparsity(model, probe, x_train.grad, config.train.grad_tau))
             optimizer.step()
             loss_sum += loss.item() * len(yb)

@@ -10,7 +10,7 @@ from sparsity_latency.config import ProfileConfig
 from sparsity_latency.latency.opcount import EnergyModel, dense_macs, fan_out, membrane_traffic_bits, synops
 from sparsity_latency.latency.timing import fixed_threads, per_sample_ms
 from sparsity_latency.metrics import spike_sparsity
-from sparsity_latency.neurons.quantizer import FULL_PRECISION_BITS
+from sparsity_latency.neurons.quantizer import storage_bits
 from sparsity_latency.probes import NET, SparsityProbe, spiking_layers, weight_layers
 
 BACKEND_DENSE = "dense"
@@ -32,7 +32,7 @@ def operation_counts(model: nn.Module, frames: torch.Tensor, membrane_bits: floa
         else:
             ops = synops(layer_input, fan_out(layer, input_shape)) / n_samples
             rows[name] = {"synops": ops, "energy_pj": energy.energy_pj(synops=ops)}
-    bits = min(membrane_bits, FULL_PRECISION_BITS)
+    bits = storage_bits(membrane_bits)
     for name in spiking_layers(model):
         spikes = probe.spikes[name]
         traffic = membrane_traffic_bits(spikes[0, 0].numel(), steps, bits)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
 from sparsity_latency.config import Config, ModelConfig
 from sparsity_latency.data import FramedData
-from sparsity_latency.models.tiny_conv import TinyConvSNN
+from sparsity_latency.models.conv_snn import VGG9, TinyConvSNN
+from sparsity_latency.models.mlp import SpikingMLP
 
-ModelBuilder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
-
-MODELS: dict[str, ModelBuilder] = {
+# name → network class, called as cls(model config, (channels, height, width), classes). Each class also
+# has `check_channels(channels) -> problem | None`, `supports_gating` and `frame_fed_layers`.
+MODELS: dict[str, type[nn.Module]] = {
     "tiny-conv": TinyConvSNN,
+    "vgg9": VGG9,
+    "mlp": SpikingMLP,
 }
 
 

@@ -22,7 +22,7 @@ INPUT_LIMIT = 2.0**20  # |x| beyond this makes the same decisions as at the limi
 def state_dtype(dynamics: LIFDynamics) -> torch.dtype:
     """int8 when every membrane level fits in it, else int16."""
     low, high = dynamics.levels
-    return torch.int8 if -128 <= low and high <= 127 else torch.int16
+    return torch.int8 if low >= -128 and high <= 127 else torch.int16
 
 
 def fixed_point_input(inputs: torch.Tensor, frac_bits: int) -> torch.Tensor:

@@ -92,10 +92,7 @@ def _forward(inputs, membranes, spikes, beta, threshold, low, high, frac_scale, 
             h_row[j] = h
             fired = h > threshold
             s_row[j] = one if fired else zero
-            if zero_reset:
-                r = zero if fired else h
-            else:
-                r = h - threshold if fired else h
+            r = (zero if fired else h) if zero_reset else (h - threshold if fired else h)
             if quantized:
                 r = min(max(np.ceil(r - half), low), high)
             state[j] = r

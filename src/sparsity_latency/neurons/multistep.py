@@ -17,6 +17,7 @@ Both let a probe watch ∂L/∂h (`watch_membrane_grad`); `MultiStep` can do so 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -37,7 +38,7 @@ class SpikingLayer(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._watchers: dict[int, Watcher] = {}
+        self._watchers: OrderedDict[int, Watcher] = OrderedDict()  # weak-referenceable, for RemovableHandle
 
     def watch_membrane_grad(self, watcher: Watcher) -> RemovableHandle:
         """Call `watcher(grad)` with ∂L/∂membrane-before-firing of each backward pass through this layer."""
