@@ -56,6 +56,11 @@ def test_train_command(tiny_config: Path, tmp_path: Path) -> None:
     manifest = json.loads((directory / "run.json").read_text())
     assert manifest["config"]["train"]["method"] == "pgd-at"
     assert manifest["status"] == "incomplete"  # attack and profile not run yet
+    # the neuron as it ran, defaults resolved: triangle γ = 1 for surrogate_param 0, ternary levels −1 … 1
+    assert manifest["neuron"]["kind"] == "spquant"
+    assert manifest["neuron"]["surrogate"] == "triangle" and manifest["neuron"]["surrogate_param"] == 1.0
+    assert manifest["neuron"]["level_range"] == [-1.0, 1.0] and manifest["neuron"]["storage_bits"] == 2
+    assert manifest["neuron"]["quant_grad"] == "stacked-sigmoid"
 
 
 def test_attack_command_with_options(study_copy: Path) -> None:

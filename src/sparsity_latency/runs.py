@@ -152,7 +152,7 @@ def new_manifest(config: Config) -> dict:
         "host": socket.gethostname(),
         "git_sha": _git_sha(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "snntorch": _version("snntorch"), "tonic": _version("tonic"),
+                     "snntorch": _version("snntorch"), "tonic": _version("tonic"), "numba": _version("numba"),
                      "sparsity_latency": _version("sparsity-latency")},
         "command": sys.argv,
     }

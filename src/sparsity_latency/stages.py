@@ -17,6 +17,7 @@ from sparsity_latency.errors import InputError
 from sparsity_latency.evaluation import evaluate_attacks
 from sparsity_latency.latency.profile import profile_model
 from sparsity_latency.models import build_for
+from sparsity_latency.models.layers import dynamics_of
 from sparsity_latency.training import train
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -42,6 +43,7 @@ def train_stage(config: Config, out: str | Path, device: torch.device,
     """Train one run into `out/<study>/<run_id>/` (run.json, checkpoint.pt, train.parquet)."""
     directory = runs.run_dir(out, config)
     manifest = runs.new_manifest(config)
+    manifest["neuron"] = {"kind": config.model.neuron, **dynamics_of(config.model).describe()}
     result = train(config, device, on_epoch)
     # run.json is replaced only once training is done: an interrupted re-training leaves the earlier
     # record as it was; from here on the run counts as incomplete until its files are written.

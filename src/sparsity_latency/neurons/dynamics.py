@@ -30,6 +30,7 @@ from sparsity_latency.neurons.quantizer import (
     is_full_precision,
     membrane_levels,
     snap,
+    storage_bits,
 )
 from sparsity_latency.neurons.surrogates import DERIVATIVES, surrogate_param
 
@@ -88,6 +89,17 @@ class LIFDynamics:
         """Fractional bits of the input-current grid: k + 1 for a quantized membrane with β = 2^−k, else None."""
         shift = self.leak_shift
         return shift + 1 if self.quantized and shift is not None else None
+
+    def describe(self) -> dict:
+        """The neuron as run, with defaults resolved (recorded in run.json)."""
+        record = {"beta": self.beta, "leak_shift": self.leak_shift, "threshold": self.threshold,
+                  "reset": self.reset, "detach_reset": self.detach_reset, "surrogate": self.surrogate,
+                  "surrogate_param": self.param, "membrane_bits": self.membrane_bits}
+        if self.quantized:
+            record.update(level_range=list(self.levels), storage_bits=storage_bits(self.membrane_bits),
+                          quant_grad=self.quant_grad, input_frac_bits=self.frac_bits,
+                          integer_path=self.frac_bits is not None)
+        return record
 
     def spike_derivative(self, u: torch.Tensor) -> torch.Tensor:
         """dS/du of the surrogate at u = h − θ."""
