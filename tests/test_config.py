@@ -63,6 +63,7 @@ def test_variants_lay_dotted_and_nested_keys_over_base() -> None:
         ("[model]\nname = 'vgg9'\nchannels = [4, 8]\n", "vgg9 has 8 conv layers"),
         ("[model]\nneuron = 'snntorch'\n", "full precision"),
         ("[model]\nneuron = 'snntorch'\nmembrane_bits = 32\n", "no 'triangle' surrogate"),
+        ("[model]\nneuron = 'snntorch'\nmembrane_bits = 32\nsurrogate = 'atan'\n", "detach_reset = false"),
         ("[model]\nweight_bits = 3\n", "weight_bits"),
         ("[model]\nname = 'mlp'\ngating = true\n", "no convolution layers"),
         ("[model]\ngating = 'yes'\n", "true or false"),

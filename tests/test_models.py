@@ -73,7 +73,8 @@ def test_weight_bits_reach_every_hidden_layer_but_not_the_readout() -> None:
 def test_neuron_choice_builds_the_named_layer() -> None:
     loop = build_model(ModelConfig(neuron="spquant-loop"), (2, 34, 34), 10)
     assert isinstance(loop.lif1, MultiStep) and isinstance(loop.lif1.neuron, QuantLeaky)
-    baseline = build_model(ModelConfig(neuron="snntorch", membrane_bits=32, surrogate="atan"), (2, 34, 34), 10)
+    snntorch_config = ModelConfig(neuron="snntorch", membrane_bits=32, surrogate="atan", detach_reset=False)
+    baseline = build_model(snntorch_config, (2, 34, 34), 10)
     assert isinstance(baseline.lif1, MultiStep) and isinstance(baseline.lif1.neuron, snn.Leaky)
 
 

@@ -328,6 +328,9 @@ def check_config(config: Config) -> None:
     _require(model.neuron != "snntorch" or model.surrogate in SNNTORCH_SURROGATES,
              f"config 'model.surrogate': snntorch's Leaky has no '{model.surrogate}' surrogate of the same shape "
              f"(use one of: {', '.join(SNNTORCH_SURROGATES)})")
+    _require(model.neuron != "snntorch" or not model.detach_reset,
+             "config 'model.detach_reset': snntorch's Leaky keeps the spike's gradient in its reset; "
+             "set model.detach_reset = false with neuron = \"snntorch\"")
     non_negative("model.surrogate_param", model.surrogate_param)
     known("reset", model.reset, RESETS)
     known("surrogate", model.surrogate, SURROGATES)

@@ -11,7 +11,7 @@ import pandas as pd
 from sparsity_latency.errors import InputError
 from sparsity_latency.probes import GRAD_COLUMNS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: neuron, weight and gating settings in the model config; memory and gate columns
 
 STR, INT, FLOAT = "string", "int64", "float64"
 
@@ -32,7 +32,9 @@ TABLES: dict[str, dict[str, str]] = {
         **RUN_COLUMNS, "backend": STR, "batch_size": INT, "layer": STR, "threads": INT,
         "time_steps": FLOAT, "wall_ms_p50": FLOAT, "wall_ms_p95": FLOAT, "wall_ms_std": FLOAT,
         "spike_count": FLOAT, "spike_sparsity": FLOAT, "synops": FLOAT, "macs": FLOAT,
-        "membrane_traffic_bits": FLOAT, "energy_pj": FLOAT,
+        "membrane_traffic_bits": FLOAT, "energy_pj": FLOAT, "gate_open_fraction": FLOAT,
+        "weight_memory_bits": FLOAT, "other_param_memory_bits": FLOAT, "membrane_memory_bits": FLOAT,
+        "model_memory_bits": FLOAT,
     },
     "correlations": {
         "group": STR, "x_measure": STR, "y_measure": STR, "n": INT,

@@ -1,51 +1,129 @@
-"""The `profile` stage's measurements: per-layer op counts and energy, network wall-clock."""
+"""The `profile` stage's measurements: per-layer op counts, energy and memory, network wall-clock."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
 from sparsity_latency.config import ProfileConfig
-from sparsity_latency.latency.opcount import EnergyModel, dense_macs, fan_out, membrane_traffic_bits, synops
+from sparsity_latency.latency.memory import model_memory_bits
+from sparsity_latency.latency.opcount import (
+    EnergyModel,
+    dense_macs,
+    fan_out,
+    gate_ops,
+    gated_macs,
+    gated_synops,
+    membrane_traffic_bits,
+    synops,
+)
 from sparsity_latency.latency.timing import fixed_threads, per_sample_ms
 from sparsity_latency.metrics import spike_sparsity
-from sparsity_latency.neurons.quantizer import storage_bits
+from sparsity_latency.models.gating import ChannelGate
+from sparsity_latency.neurons import storage_bits
 from sparsity_latency.probes import NET, SparsityProbe, spiking_layers, weight_layers
 
 BACKEND_DENSE = "dense"
+SUMMED = ("synops", "macs", "spike_count", "membrane_traffic_bits", "energy_pj")  # `__net__` = Σ over layers
 
 
 def operation_counts(model: nn.Module, frames: torch.Tensor, membrane_bits: float,
                      energy: EnergyModel) -> dict[str, dict[str, float]]:
-    """Per-sample means over frames [T, N, …]: layer → synops, macs, spikes, traffic, energy_pj."""
+    """Per-sample means over frames [T, N, …], layer → column → value, in forward order (docs/metrics.md).
+
+    Weight layers: synops (spike-fed) or macs (frame-fed), only over open channels where gated; average pools:
+    synops; gates: synops (pooling adds), macs (predictor), gate_open_fraction; LIF layers: spikes and membrane
+    traffic; all these: energy_pj. Every layer that holds memory (BatchNorm too): the memory columns
+    (`model_memory_bits`). `__net__`: the sums.
+    """
     steps, n_samples = frames.shape[:2]
-    with torch.no_grad(), SparsityProbe(model, record_inputs=True) as probe:
+    gates = {name: m for name, m in model.named_modules() if isinstance(m, ChannelGate)}
+    computing = {name: m for name, m in weight_layers(model).items()
+                 if not any(name.startswith(f"{gate}.") for gate in gates)}  # gate predictors count on their gate
+    gated = _gated_layers(model, computing, gates)
+    pools = {name: m for name, m in model.named_modules() if isinstance(m, nn.AvgPool2d)}
+    with (torch.no_grad(), SparsityProbe(model, record_inputs=True) as probe,
+          _recorded_inputs({**pools, **gates}) as inputs):
         model(frames)
     rows: dict[str, dict[str, float]] = {}
-    for name, layer in weight_layers(model).items():
+    for name, layer in computing.items():
         layer_input = probe.layer_inputs[name]
         input_shape = tuple(layer_input.shape[-(3 if isinstance(layer, nn.Conv2d) else 1):])
+        mask = gates[gated[name]].mask if name in gated else None
         if name in model.frame_fed_layers:
-            macs = float(dense_macs(layer, input_shape) * steps)
+            macs = (float(dense_macs(layer, input_shape) * steps) if mask is None
+                    else gated_macs(layer, input_shape, mask) / n_samples)
             rows[name] = {"macs": macs, "energy_pj": energy.energy_pj(macs=macs)}
         else:
-            ops = synops(layer_input, fan_out(layer, input_shape)) / n_samples
+            fan = fan_out(layer, input_shape)
+            ops = (synops(layer_input, fan) if mask is None
+                   else gated_synops(layer_input, fan, mask, getattr(layer, "groups", 1))) / n_samples
             rows[name] = {"synops": ops, "energy_pj": energy.energy_pj(synops=ops)}
+    for name, pool in pools.items():
+        pool_input = inputs[name]
+        ops = synops(pool_input, fan_out(pool, tuple(pool_input.shape[-3:]))) / n_samples
+        rows[name] = {"synops": ops, "energy_pj": energy.energy_pj(synops=ops)}
+    for name, gate in gates.items():
+        adds_per_frame, macs_per_frame = gate_ops(tuple(inputs[name].shape[-3:]), gate.mask.shape[1])
+        adds, macs = float(adds_per_frame * steps), float(macs_per_frame * steps)
+        rows[name] = {"synops": adds, "macs": macs, "gate_open_fraction": float(gate.mask.mean()),
+                      "energy_pj": energy.energy_pj(synops=adds, macs=macs)}
     bits = storage_bits(membrane_bits)
+    neurons = {name: spikes[0, 0].numel() for name, spikes in probe.spikes.items()}
     for name in spiking_layers(model):
         spikes = probe.spikes[name]
-        traffic = membrane_traffic_bits(spikes[0, 0].numel(), steps, bits)
+        traffic = membrane_traffic_bits(neurons[name], steps, bits)
         rows[name] = {
-            "spike_count": float(spikes.sum()) / n_samples,
+            "spike_count": float(spikes.count_nonzero()) / n_samples,  # spikes are 0 or 1: an exact count
             "spike_sparsity": spike_sparsity(spikes),
             "membrane_traffic_bits": traffic,
             "energy_pj": energy.energy_pj(traffic_bits=traffic),
         }
-    totals = {column: sum(row.get(column, 0.0) for row in rows.values())
-              for column in ("synops", "macs", "spike_count", "membrane_traffic_bits", "energy_pj")}
-    rows[NET] = {**totals, "time_steps": float(steps)}
-    return rows
+    memory = model_memory_bits(model, neurons, membrane_bits)
+    net_memory = memory.pop(NET)
+    for name, columns in memory.items():
+        rows.setdefault(name, {}).update(columns)
+    totals = {column: sum(row.get(column, 0.0) for row in rows.values()) for column in SUMMED}
+    rows[NET] = {**totals, **net_memory, "time_steps": float(steps)}
+    order = {name: index for index, (name, _) in enumerate(model.named_modules())}
+    return dict(sorted(rows.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def _gated_layers(model: nn.Module, computing: dict[str, nn.Module],
+                  gates: dict[str, ChannelGate]) -> dict[str, str]:
+    """Weight layer → the gate of its output channels: the weight layer registered last before the gate."""
+    gated: dict[str, str] = {}
+    last = None
+    for name, _ in model.named_modules():
+        if name in computing:
+            last = name
+        elif name in gates:
+            if last is None or gates[name].predictor.out_channels != _out_channels(computing[last]):
+                raise ValueError(f"gate '{name}' does not follow a weight layer with as many output channels")
+            gated[last] = name
+    return gated
+
+
+def _out_channels(layer: nn.Module) -> int:
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+@contextmanager
+def _recorded_inputs(modules: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, the first input of each module's last forward call, by name."""
+    inputs: dict[str, torch.Tensor] = {}
+    handles = [module.register_forward_hook(
+        lambda module, args, output, name=name: inputs.__setitem__(name, args[0].detach()))
+        for name, module in modules.items()]
+    try:
+        yield inputs
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def profile_model(model: nn.Module, test_x: torch.Tensor, config: ProfileConfig, membrane_bits: float,

@@ -35,7 +35,8 @@ def lif_layer(config: ModelConfig) -> SpikingLayer:
     - `spquant-loop`: the same neuron stepped through time by autograd (`MultiStep(QuantLeaky)`), the reference;
     - `snntorch`: snntorch's own `Leaky` stepped through time, a full-precision baseline. It runs without
       snntorch's delayed reset (`reset_delay=False`), so it follows the same equations as a full-precision
-      `spquant` neuron with the same surrogate. Only atan and fast-sigmoid have the same shape in snntorch.
+      `spquant` neuron with the same surrogate. Only atan and fast-sigmoid have the same shape in snntorch,
+      and its immediate reset keeps the spike's gradient, so it needs `detach_reset = false`.
     """
     d = dynamics_of(config)
     if config.neuron == "spquant":
@@ -44,6 +45,9 @@ def lif_layer(config: ModelConfig) -> SpikingLayer:
         return MultiStep(QuantLeaky(d.beta, d.threshold, d.membrane_bits, d.reset, d.surrogate, d.surrogate_param,
                                     d.quant_grad, d.detach_reset))
     if config.neuron == "snntorch":
+        if d.detach_reset:
+            raise ValueError("snntorch's Leaky (reset_delay=False) keeps the spike's gradient in its reset: "
+                             "it needs detach_reset = false")
         return MultiStep(snn.Leaky(beta=d.beta, threshold=d.threshold, reset_mechanism=d.reset,
                                    spike_grad=snntorch_surrogate(d.surrogate, d.param), reset_delay=False))
     raise ValueError(f"unknown neuron '{config.neuron}' (known: {', '.join(NEURONS)})")

@@ -6,8 +6,8 @@ One step (SpQuant-SNN):
     r_t = (1 − s_t)·h_t  or  h_t − s_t·θ    hard ("zero") or soft ("subtract") reset
     m_t = q(r_t)                            stored membrane: snapped to the grid (`quantizer`)
 
-The reset uses the spike without its gradient unless `detach_reset` is off (snntorch detaches it;
-SpQuant-SNN's code does not).
+The reset uses the spike without its gradient unless `detach_reset` is off (snntorch's default,
+delayed reset detaches it; SpQuant-SNN's code and snntorch's immediate reset do not).
 
 When the membrane is quantized and β = 2^−k (a right shift by k), the input current is first put on
 a grid of 2^−(k+1), rounded up: x ← ⌈x·2^(k+1)⌉ / 2^(k+1). Every decision of the step — h_t > θ and

@@ -35,12 +35,12 @@ def supports(tensor: torch.Tensor) -> bool:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _slope(code, u, p, one, zero):
+def _slope(code, u, p, one, zero, half_pi):
     """Surrogate dS/du (codes as SURROGATE_CODES; the formulas of `surrogates`)."""
     if code == 0:  # triangle
         return max(p - abs(u), zero) / (p * p)
     if code == 1:  # atan
-        z = u * (p * np.float32(math.pi / 2))
+        z = u * (p * half_pi)
         return (p / 2) / (one + z * z)
     if code == 2:  # fast sigmoid
         d = one + p * abs(u)
@@ -99,8 +99,8 @@ def _forward(inputs, membranes, spikes, beta, threshold, low, high, frac_scale, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _backward(membranes, grad_spikes, grad, beta, threshold, low, high, param, table, table_start, table_scale,
-              surrogate, quant_grad, quantized, zero_reset, detach_reset):
+def _backward(membranes, grad_spikes, grad, beta, threshold, low, high, param, half_pi, table, table_start,
+              table_scale, surrogate, quant_grad, quantized, zero_reset, detach_reset):
     steps, width = membranes.shape
     zero, one = membranes.dtype.type(0), membranes.dtype.type(1)
     lookup = quantized and quant_grad == 1 and table.size > 0
@@ -108,7 +108,7 @@ def _backward(membranes, grad_spikes, grad, beta, threshold, low, high, param, t
     index = np.zeros(width if lookup else 0, dtype=np.int32)  # table positions of one step, found in a loop of its own
     h_row, gs_row, g_row = membranes[steps - 1], grad_spikes[steps - 1], grad[steps - 1]
     for j in range(width):
-        g_row[j] = gs_row[j] * _slope(surrogate, h_row[j] - threshold, param, one, zero)
+        g_row[j] = gs_row[j] * _slope(surrogate, h_row[j] - threshold, param, one, zero, half_pi)
     for t in range(steps - 2, -1, -1):
         h_row, gs_row, g_row, g_next = membranes[t], grad_spikes[t], grad[t], grad[t + 1]
         if lookup:
@@ -119,7 +119,7 @@ def _backward(membranes, grad_spikes, grad, beta, threshold, low, high, param, t
                 index[j] = np.int32(min(max((r - table_start) * table_scale, zero), last))
         for j in range(width):
             h = h_row[j]
-            slope = _slope(surrogate, h - threshold, param, one, zero)
+            slope = _slope(surrogate, h - threshold, param, one, zero, half_pi)
             fired = h > threshold
             if zero_reset:
                 r = zero if fired else h
@@ -183,7 +183,7 @@ def backward(membranes: torch.Tensor, grad_spikes: torch.Tensor, dynamics: LIFDy
     grad = torch.empty_like(membranes)
     table, start, scale = _stacked_table(dynamics, dtype)
     flat = [tensor.view(len(membranes), -1).numpy() for tensor in (membranes, grad_spikes, grad)]
-    _backward(*flat, *_scalars(dynamics, dtype), dtype(dynamics.param), table, dtype(start), dtype(scale),
-              SURROGATE_CODES[dynamics.surrogate], QUANT_GRAD_CODES[dynamics.quant_grad], dynamics.quantized,
-              dynamics.reset == "zero", dynamics.detach_reset)
+    _backward(*flat, *_scalars(dynamics, dtype), dtype(dynamics.param), dtype(math.pi / 2), table, dtype(start),
+              dtype(scale), SURROGATE_CODES[dynamics.surrogate], QUANT_GRAD_CODES[dynamics.quant_grad],
+              dynamics.quantized, dynamics.reset == "zero", dynamics.detach_reset)
     return grad

@@ -4,9 +4,11 @@
   keeps only the membrane before firing h_t; the backward is written by hand. With g_h the gradient
   at h and c_t = ∂L/∂s_t · σ'(h_t − θ) (σ' the surrogate), backpropagation through time is
       g_h[T] = c_T,    g_h[t] = c_t + β · ∂m_t/∂h_t · g_h[t+1],
-  where every factor except g_h[t+1] is computed for all steps at once, leaving one fused
-  multiply-add per step in the loop. ∂L/∂x_t = g_h[t] (the input rounding passes gradients straight).
-  Under `integer_membrane` it runs the integer inference path (`integer`) instead.
+  with ∂m_t/∂h_t through reset and quantizer (`LIFDynamics.carry`); ∂L/∂x_t = g_h[t] (the input
+  rounding passes gradients straight). On the CPU both loops are compiled kernels (`kernels`); on
+  other devices they are torch operations, the backward working on blocks of steps that stay in
+  cache, with one fused multiply-add per step left in its loop. Under `integer_membrane` the layer
+  runs the integer inference path (`integer`) instead.
 - `MultiStep` loops any snntorch-style single-step neuron (`QuantLeaky`, `snntorch.Leaky`) over time
   through autograd: the reference the fused layer is tested against, and the way to run snntorch's
   own neurons as full-precision baselines.
@@ -48,7 +50,7 @@ class SpikingLayer(nn.Module):
 
     def _notify(self, grad: torch.Tensor) -> None:
         for watcher in list(self._watchers.values()):
-            watcher(grad.detach())
+            watcher(grad.detach().clone())  # its own copy: autograd may later change the tensor in place
 
 
 CHUNK_ELEMENTS = 1 << 17  # elements per block of time steps worked on at once: small enough to stay in cache
@@ -158,6 +160,7 @@ class MultiStep(SpikingLayer):
             grads[step] = grad
             if len(grads) == steps:
                 self._notify(torch.stack([grads[t] for t in range(steps)]))
+                grads.clear()  # a second backward through the same graph reports afresh
 
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             step = count[0]
