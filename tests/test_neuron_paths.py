@@ -336,3 +336,30 @@ def test_a_watched_gradient_is_not_rewritten_by_later_gradient_updates(kind: str
     assert recorded.abs().max() > 0
     inputs.grad.zero_()  # as an attack loop does between its steps
     torch.testing.assert_close(delivered[0], recorded, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------- compact saved membranes
+
+
+@pytest.mark.parametrize("surrogate", ["triangle", "atan"])
+def test_compact_membranes_are_exact_int16_codes(surrogate: str) -> None:
+    # ternary, β = 1/2: h lies on the grid of 1/4, so h·4 is a whole number and int16 holds it exactly
+    d = LIFDynamics(membrane_bits=1.58, surrogate=surrogate, detach_reset=False)
+    inputs = randn(9, 3, 40, seed=21) * 2.0 + 0.4
+    grad_spikes = randn(9, 3, 40, seed=22)
+    membranes, spikes = kernels.forward(inputs, d)
+    codes, compact_spikes = kernels.forward(inputs, d, compact=True)
+    assert codes.dtype == torch.int16
+    assert torch.equal(codes.to(torch.float32) / 4, membranes)
+    assert torch.equal(compact_spikes, spikes)
+    assert torch.equal(kernels.backward(codes, grad_spikes, d), kernels.backward(membranes, grad_spikes, d))
+
+
+def test_compact_membranes_fall_back_to_float_when_a_code_would_not_fit() -> None:
+    d = LIFDynamics(membrane_bits=1.58)
+    inputs = torch.tensor([[0.3, -9000.0], [0.9, 0.2]])  # −9000·4 = −36000 is below int16's −32768
+    membranes, _ = kernels.forward(inputs, d, compact=True)
+    assert membranes.dtype == torch.float32
+    assert membranes[0, 1] == -9000.0
+    full_precision, _ = kernels.forward(inputs, LIFDynamics(membrane_bits=32), compact=True)
+    assert full_precision.dtype == torch.float32  # off the grid: never coded

@@ -20,8 +20,6 @@ import torch
 from sparsity_latency.neurons.dynamics import LIFDynamics
 from sparsity_latency.neurons.quantizer import BUMP_WINDOW, SIGMOID_TEMPERATURE, STACKED_SIGMOID_EXACT_UP_TO
 
-SURROGATE_CODES = {"triangle": 0, "atan": 1, "fast-sigmoid": 2, "rectangle": 3}
-QUANT_GRAD_CODES = {"ste": 0, "stacked-sigmoid": 1}
 DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
@@ -30,22 +28,32 @@ def supports(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.dtype in DTYPES
 
 
-# Branches on the flags are the same for every element, so LLVM hoists them out of the inner loops;
-# what is left there is branch-free arithmetic that it vectorizes.
+# Surrogate dS/du, one compiled function each (the formulas of `surrogates`).
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _slope(code, u, p, one, zero, half_pi):
-    """Surrogate dS/du (codes as SURROGATE_CODES; the formulas of `surrogates`)."""
-    if code == 0:  # triangle
-        return max(p - abs(u), zero) / (p * p)
-    if code == 1:  # atan
-        z = u * (p * half_pi)
-        return (p / 2) / (one + z * z)
-    if code == 2:  # fast sigmoid
-        d = one + p * abs(u)
-        return one / (d * d)
-    return one / p if abs(u) < p / 2 else zero  # rectangle
+def _triangle(u, p, one, zero, half_pi):
+    return max(p - abs(u), zero) / (p * p)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _atan(u, p, one, zero, half_pi):
+    z = u * (p * half_pi)
+    return (p / 2) / (one + z * z)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fast_sigmoid(u, p, one, zero, half_pi):
+    d = one + p * abs(u)
+    return one / (d * d)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rectangle(u, p, one, zero, half_pi):
+    return one / p if abs(u) < p / 2 else zero
+
+
+SLOPES = {"triangle": _triangle, "atan": _atan, "fast-sigmoid": _fast_sigmoid, "rectangle": _rectangle}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -77,68 +85,89 @@ def _stacked_sigmoid_table(low: float, high: float, start: float, scale: float, 
     return table
 
 
-@numba.njit(cache=True, nogil=True)
-def _forward(inputs, membranes, spikes, beta, threshold, low, high, frac_scale, quantized, zero_reset, dyadic):
-    steps, width = inputs.shape
-    zero, one, half = inputs.dtype.type(0), inputs.dtype.type(1), inputs.dtype.type(0.5)
-    state = np.zeros(width, dtype=inputs.dtype)
-    for t in range(steps):
-        x_row, h_row, s_row = inputs[t], membranes[t], spikes[t]
-        for j in range(width):
-            current = x_row[j]
-            if dyadic:
-                current = np.ceil(current * frac_scale) / frac_scale
-            h = state[j] * beta + current
-            h_row[j] = h
-            fired = h > threshold
-            s_row[j] = one if fired else zero
-            r = (zero if fired else h) if zero_reset else (h - threshold if fired else h)
-            if quantized:
-                r = min(max(np.ceil(r - half), low), high)
-            state[j] = r
+# The kernels are built per combination of settings (and cached on disk by numba): the settings are
+# constants inside them, so numba drops the branches not taken and the inner loops are branch-free
+# arithmetic that LLVM vectorizes. (Settings passed as arguments cost a factor of 3–5 in speed.)
 
 
-@numba.njit(cache=True, nogil=True)
-def _backward(membranes, grad_spikes, grad, beta, threshold, low, high, param, half_pi, table, table_start,
-              table_scale, surrogate, quant_grad, quantized, zero_reset, detach_reset):
-    steps, width = membranes.shape
-    zero, one = membranes.dtype.type(0), membranes.dtype.type(1)
-    lookup = quantized and quant_grad == 1 and table.size > 0
-    last = membranes.dtype.type(table.size - 1)
-    index = np.zeros(width if lookup else 0, dtype=np.int32)  # table positions of one step, found in a loop of its own
-    h_row, gs_row, g_row = membranes[steps - 1], grad_spikes[steps - 1], grad[steps - 1]
-    for j in range(width):
-        g_row[j] = gs_row[j] * _slope(surrogate, h_row[j] - threshold, param, one, zero, half_pi)
-    for t in range(steps - 2, -1, -1):
-        h_row, gs_row, g_row, g_next = membranes[t], grad_spikes[t], grad[t], grad[t + 1]
-        if lookup:
+@functools.cache
+def _forward_kernel(quantized: bool, zero_reset: bool, dyadic: bool):
+    @numba.njit(cache=True, nogil=True)
+    def forward(inputs, membranes, spikes, beta, threshold, low, high, frac_scale, encode, limit):
+        steps, width = inputs.shape
+        zero, one, half = inputs.dtype.type(0), inputs.dtype.type(1), inputs.dtype.type(0.5)
+        store = membranes.dtype.type
+        state = np.zeros(width, dtype=inputs.dtype)
+        fits = True  # every |h| ≤ limit (false for NaN)
+        for t in range(steps):
+            x_row, h_row, s_row = inputs[t], membranes[t], spikes[t]
             for j in range(width):
-                h = h_row[j]
+                current = x_row[j]
+                if dyadic:
+                    current = np.ceil(current * frac_scale) / frac_scale
+                h = state[j] * beta + current
+                h_row[j] = store(h * encode)
+                fits &= abs(h) <= limit
                 fired = h > threshold
+                s_row[j] = one if fired else zero
                 r = (zero if fired else h) if zero_reset else (h - threshold if fired else h)
-                index[j] = np.int32(min(max((r - table_start) * table_scale, zero), last))
+                if quantized:
+                    r = min(max(np.ceil(r - half), low), high)
+                state[j] = r
+        return fits
+
+    return forward
+
+
+@functools.cache
+def _backward_kernel(surrogate: str, quant_grad: str, quantized: bool, zero_reset: bool, detach_reset: bool,
+                     lookup: bool):
+    slope_of = SLOPES[surrogate]
+    ste = quant_grad == "ste"
+
+    @numba.njit(cache=True, nogil=True)
+    def backward(membranes, decode, grad_spikes, grad, beta, threshold, low, high, param, half_pi, table,
+                 table_start, table_scale):
+        steps, width = membranes.shape
+        value = grad.dtype.type  # membranes are h itself (decode = 1) or integer codes h·2^f (decode = 2^−f)
+        zero, one = value(0), value(1)
+        last = value(table.size - 1)
+        index = np.zeros(width if lookup else 0, dtype=np.int32)  # table positions of one step, own loop
+        h_row, gs_row, g_row = membranes[steps - 1], grad_spikes[steps - 1], grad[steps - 1]
         for j in range(width):
-            h = h_row[j]
-            slope = _slope(surrogate, h - threshold, param, one, zero, half_pi)
-            fired = h > threshold
-            if zero_reset:
-                r = zero if fired else h
-                through = zero if fired else one
-                if not detach_reset:
-                    through -= h * slope
-            else:
-                r = h - threshold if fired else h
-                through = one
-                if not detach_reset:
-                    through -= threshold * slope
-            if quantized:
-                if quant_grad == 0:  # straight through inside the range
-                    through *= one if (r >= low) & (r <= high) else zero
-                elif lookup:  # r lies on the input grid: the derivative is in the table
-                    through *= table[index[j]]
+            g_row[j] = gs_row[j] * slope_of(value(h_row[j]) * decode - threshold, param, one, zero, half_pi)
+        for t in range(steps - 2, -1, -1):
+            h_row, gs_row, g_row, g_next = membranes[t], grad_spikes[t], grad[t], grad[t + 1]
+            if lookup:
+                for j in range(width):
+                    h = value(h_row[j]) * decode
+                    fired = h > threshold
+                    r = (zero if fired else h) if zero_reset else (h - threshold if fired else h)
+                    index[j] = np.int32(min(max((r - table_start) * table_scale, zero), last))
+            for j in range(width):
+                h = value(h_row[j]) * decode
+                slope = slope_of(h - threshold, param, one, zero, half_pi)
+                fired = h > threshold
+                if zero_reset:
+                    r = zero if fired else h
+                    through = zero if fired else one
+                    if not detach_reset:
+                        through -= h * slope
                 else:
-                    through *= _stacked_sigmoid(r, low, high)
-            g_row[j] = gs_row[j] * slope + beta * through * g_next[j]
+                    r = h - threshold if fired else h
+                    through = one
+                    if not detach_reset:
+                        through -= threshold * slope
+                if quantized:
+                    if ste:  # straight through inside the range
+                        through *= one if (r >= low) & (r <= high) else zero
+                    elif lookup:  # r lies on the input grid: the derivative is in the table
+                        through *= table[index[j]]
+                    else:
+                        through *= _stacked_sigmoid(r, low, high)
+                g_row[j] = gs_row[j] * slope + beta * through * g_next[j]
+
+    return backward
 
 
 TABLE_MARGIN = 12  # levels beyond the grid covered by the lookup table; further out the derivative is < 1e-9
@@ -164,26 +193,47 @@ def _scalars(dynamics: LIFDynamics, dtype: type) -> tuple:
     return dtype(dynamics.beta), dtype(dynamics.threshold), dtype(low), dtype(high)
 
 
-def forward(inputs: torch.Tensor, dynamics: LIFDynamics) -> tuple[torch.Tensor, torch.Tensor]:
-    """Membranes before firing h and spikes, both [T, …], of a neuron at rest driven by `inputs`."""
+CODE_LIMIT = torch.iinfo(torch.int16).max
+
+
+def forward(inputs: torch.Tensor, dynamics: LIFDynamics, compact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Membranes before firing h and spikes, both [T, …], of a neuron at rest driven by `inputs`.
+
+    With `compact`, membranes on the fixed-point input grid (quantized, β = 2^−k) come back as int16 codes
+    h·2^(k+1) — exact, half the memory of float32 — whenever every |h| fits; `backward` takes either.
+    """
     dtype = DTYPES[inputs.dtype]
     inputs = inputs.detach().contiguous()
-    membranes, spikes = torch.empty_like(inputs), torch.empty_like(inputs)
     frac = dynamics.frac_bits
-    flat = [tensor.view(len(inputs), -1).numpy() for tensor in (inputs, membranes, spikes)]
-    _forward(*flat, *_scalars(dynamics, dtype), dtype(0 if frac is None else 2**frac), dynamics.quantized,
-             dynamics.reset == "zero", frac is not None)
+    scale = dtype(0 if frac is None else 2**frac)
+    spikes = torch.empty_like(inputs)
+    for membranes in _membrane_buffers(inputs, compact and frac is not None):
+        coded = membranes.dtype == torch.int16
+        encode = scale if coded else dtype(1)
+        flat = [tensor.view(len(inputs), -1).numpy() for tensor in (inputs, membranes, spikes)]
+        kernel = _forward_kernel(dynamics.quantized, dynamics.reset == "zero", frac is not None)
+        if kernel(*flat, *_scalars(dynamics, dtype), scale, encode, dtype(CODE_LIMIT / scale if coded else np.inf)):
+            break
     return membranes, spikes
 
 
+def _membrane_buffers(inputs: torch.Tensor, compact: bool):
+    """int16 codes first where they may do, then the input's own float type."""
+    if compact:
+        yield torch.empty(inputs.shape, dtype=torch.int16)
+    yield torch.empty_like(inputs)
+
+
 def backward(membranes: torch.Tensor, grad_spikes: torch.Tensor, dynamics: LIFDynamics) -> torch.Tensor:
-    """∂L/∂h [T, …] from the saved membranes and ∂L/∂spikes (see `multistep` for the recursion)."""
-    dtype = DTYPES[membranes.dtype]
-    grad_spikes = grad_spikes.to(membranes.dtype).contiguous()
-    grad = torch.empty_like(membranes)
+    """∂L/∂h [T, …] from the saved membranes (float, or int16 codes) and ∂L/∂spikes (recursion in `multistep`)."""
+    grad_spikes = grad_spikes.contiguous()
+    dtype = DTYPES[grad_spikes.dtype]
+    decode = dtype(2.0 ** -dynamics.frac_bits) if membranes.dtype == torch.int16 else dtype(1)
+    grad = torch.empty_like(grad_spikes)
     table, start, scale = _stacked_table(dynamics, dtype)
     flat = [tensor.view(len(membranes), -1).numpy() for tensor in (membranes, grad_spikes, grad)]
-    _backward(*flat, *_scalars(dynamics, dtype), dtype(dynamics.param), dtype(math.pi / 2), table, dtype(start),
-              dtype(scale), SURROGATE_CODES[dynamics.surrogate], QUANT_GRAD_CODES[dynamics.quant_grad],
-              dynamics.quantized, dynamics.reset == "zero", dynamics.detach_reset)
+    kernel = _backward_kernel(dynamics.surrogate, dynamics.quant_grad, dynamics.quantized, dynamics.reset == "zero",
+                              dynamics.detach_reset, table.size > 0)
+    kernel(flat[0], decode, *flat[1:], *_scalars(dynamics, dtype), dtype(dynamics.param), dtype(math.pi / 2), table,
+           dtype(start), dtype(scale))
     return grad

@@ -75,7 +75,8 @@ class _LIFSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs: torch.Tensor, dynamics: LIFDynamics, watch: Watcher | None) -> torch.Tensor:
         compiled = kernels.supports(inputs)
-        membranes, spikes = (kernels.forward if compiled else membrane_sequence)(inputs, dynamics)
+        membranes, spikes = (kernels.forward(inputs, dynamics, compact=True) if compiled
+                             else membrane_sequence(inputs, dynamics))
         ctx.compiled = compiled
         ctx.save_for_backward(membranes)
         ctx.dynamics, ctx.watch = dynamics, watch
