@@ -39,9 +39,7 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.T
 
 def loop_layer(d: LIFDynamics) -> MultiStep:
     """The reference: the same neuron stepped through time by autograd."""
-    return MultiStep(QuantLeaky(beta=d.beta, threshold=d.threshold, membrane_bits=d.membrane_bits, reset=d.reset,
-                                surrogate=d.surrogate, surrogate_param=d.surrogate_param, quant_grad=d.quant_grad,
-                                detach_reset=d.detach_reset))
+    return MultiStep(QuantLeaky.from_dynamics(d))
 
 
 def spikes_and_input_grad(layer: nn.Module, inputs: torch.Tensor,

@@ -42,8 +42,7 @@ def lif_layer(config: ModelConfig) -> SpikingLayer:
     if config.neuron == "spquant":
         return MultiStepLIF(d)
     if config.neuron == "spquant-loop":
-        return MultiStep(QuantLeaky(d.beta, d.threshold, d.membrane_bits, d.reset, d.surrogate, d.surrogate_param,
-                                    d.quant_grad, d.detach_reset))
+        return MultiStep(QuantLeaky.from_dynamics(d))
     if config.neuron == "snntorch":
         if d.detach_reset:
             raise ValueError("snntorch's Leaky (reset_delay=False) keeps the spike's gradient in its reset: "

@@ -109,10 +109,13 @@ class LIFDynamics:
         """h_t = β·m_{t−1} + x_t, as a product and then a sum (the order the compiled kernels use too)."""
         return stored * self.beta + current
 
+    def reset_value(self, h: torch.Tensor, fired: torch.Tensor) -> torch.Tensor:
+        """r_t: h_t after the reset of the neurons that fired (`fired` boolean), before quantization."""
+        return torch.where(fired, 0.0, h) if self.reset == "zero" else torch.where(fired, h - self.threshold, h)
+
     def next_state(self, h: torch.Tensor) -> torch.Tensor:
         """Stored membrane m_t from the membrane before firing h_t (forward values only)."""
-        fired = h > self.threshold
-        reset = torch.where(fired, 0.0, h) if self.reset == "zero" else torch.where(fired, h - self.threshold, h)
+        reset = self.reset_value(h, h > self.threshold)
         if self.quantized:
             low, high = self.levels
             return snap(reset, low, high)
@@ -120,16 +123,16 @@ class LIFDynamics:
 
     def carry(self, h: torch.Tensor) -> torch.Tensor:
         """∂h_{t+1}/∂h_t = β · ∂m_t/∂h_t through reset and quantizer, for each element of h [..]."""
-        fired = (h > self.threshold).to(h.dtype)
+        fired = h > self.threshold
         if self.reset == "zero":
-            reset_value, through_reset = h * (1 - fired), 1 - fired
+            through_reset = (~fired).to(h.dtype)
             if not self.detach_reset:
                 through_reset = through_reset - h * self.spike_derivative(h - self.threshold)
         else:
-            reset_value, through_reset = h - fired * self.threshold, torch.ones_like(h)
+            through_reset = torch.ones_like(h)
             if not self.detach_reset:
                 through_reset = through_reset - self.threshold * self.spike_derivative(h - self.threshold)
         if self.quantized:
             low, high = self.levels
-            through_reset = through_reset * QUANT_DERIVATIVES[self.quant_grad](reset_value, low, high)
+            through_reset = through_reset * QUANT_DERIVATIVES[self.quant_grad](self.reset_value(h, fired), low, high)
         return through_reset.mul_(self.beta)

@@ -9,6 +9,8 @@ sequence with a hand-written backward.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -37,6 +39,11 @@ class QuantLeaky(nn.Module):
         self._spike = SURROGATES[surrogate]
         # Identity on the membrane before it fires: a place where probes can hook ∂L/∂membrane.
         self.membrane_tap = nn.Identity()
+
+    @classmethod
+    def from_dynamics(cls, dynamics: LIFDynamics) -> QuantLeaky:
+        """The single-step neuron with the settings of `dynamics`."""
+        return cls(**dataclasses.asdict(dynamics))
 
     def init_leaky(self) -> None:
         """snntorch's name for the initial state; `None` means "at rest" (zeros of the input's shape)."""
