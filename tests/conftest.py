@@ -52,6 +52,14 @@ eps = 0.03
 """
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_frame_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Framed data is cached in a folder of this test session, never in the user's home (the CLI inherits it)."""
+    folder = tmp_path_factory.mktemp("frame-cache")
+    os.environ["SPARSITY_LATENCY_CACHE"] = str(folder)
+    return folder
+
+
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed `sparsity-latency` console script, as a user would."""
     env = {**os.environ, "COLUMNS": "200"}

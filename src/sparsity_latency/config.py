@@ -34,16 +34,27 @@ class StudyConfig:
 class DataConfig:
     """Dataset, its size, and how events become frames; simulator parameters for synthetic data."""
 
-    name: str = "synthetic-digits"
-    train_samples: int = 256
+    name: str = "synthetic-digits"  # a dataset, or two joined by "+" (multimodal; "X+frames": X's intensity frames)
+    root: str = ""  # folder holding tonic's <ClassName>/ folders of the real datasets
+    download: bool = False  # let tonic download a real dataset that is not under `root`
+    train_samples: int = 256  # 0 = every sample of the split
     test_samples: int = 128
+    test_fraction: float = 0.2  # share held out (stratified, seeded) for datasets without a test split
     time_steps: int = 8
+    duration_us: float = 0.0  # windows span this from t = 0; 0 = the dataset's own (or each sample's span)
+    downsample: int = 1  # spatial factor: x // f, y // f; the sensor size shrinks to ceil(size / f)
+    denoise_us: float = 0.0  # drop events with no neighbour event within this time (tonic's Denoise); 0 = off
     frame_clip: float = 3.0  # events per pixel and bin that map to input value 1.0
+    cache: bool = True  # keep framed data on disk, keyed by the dataset and every parameter here
+    cache_dir: str = ""  # "" = $SPARSITY_LATENCY_CACHE or ~/.cache/sparsity-latency
     contrast_threshold: float = 0.2  # ESIM log-intensity threshold C (mean over pixels)
     threshold_sigma: float = 0.03  # per-pixel spread of C (v2e: N(0.2, 0.03))
-    refractory_us: float = 0.0
+    refractory_us: float = 0.0  # a pixel's dead time after each event (signal, leak and noise)
     render_dt_us: float = 5000.0  # rendering step of the moving image; events are interpolated between
-    background: float = 0.25  # intensity of the screen behind the digit, in [0, 1)
+    background: float = 0.4  # intensity of the screen behind the digit, in [0, 1) (docs/simulator.md)
+    leak_rate_hz: float = 0.1  # leak ON events per pixel and second (v2e)
+    shot_noise_hz: float = 1.0  # Poisson noise events (ON + OFF) per pixel and second (v2e)
+    aps_interval_us: float = 20000.0  # intensity (APS) frame interval of the simulated DAVIS (50 fps)
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class ModelConfig:
     gating: bool = False  # SpQuant's per-sample, per-step channel gate in front of each conv layer's LIF
     gate_mass: float = 0.85  # share of the activation mass the gate is taught to keep
     gate_loss_weight: float = 1.0  # weight of the gate's supervision loss in training
+    fusion: str = "late"  # two modalities: "early" (concatenate inputs), "late" (mean of logits), "attention"
 
 
 @dataclass(frozen=True)
@@ -273,8 +285,9 @@ def _require(ok: bool, message: str) -> None:
 def check_config(config: Config) -> None:
     """Check values and names against the registries; raise InputError naming the first bad key."""
     from sparsity_latency.attacks import ATTACKS
-    from sparsity_latency.data import DATASETS
+    from sparsity_latency.data import check_dataset_name
     from sparsity_latency.models import MODELS
+    from sparsity_latency.models.fusion import FUSIONS
     from sparsity_latency.models.layers import NEURONS, SNNTORCH_SURROGATES
     from sparsity_latency.models.quantized import WEIGHT_QUANTIZERS, check_weight_bits
     from sparsity_latency.neurons import QUANT_GRADS, RESETS, SURROGATES
@@ -301,13 +314,18 @@ def check_config(config: Config) -> None:
         _require(seed >= 0, f"seeds must be >= 0, got {seed}")
     for method in (*study.methods, train.method):
         known("training method", method, METHODS)
-    known("dataset", data.name, DATASETS)
-    for key in ("train_samples", "test_samples", "time_steps", "frame_clip", "contrast_threshold",
-                "render_dt_us"):
+    dataset_problem = check_dataset_name(data.name)
+    _require(dataset_problem is None, f"config 'data.name': {dataset_problem}")
+    for key in ("time_steps", "frame_clip", "contrast_threshold", "render_dt_us", "downsample"):
         positive(f"data.{key}", getattr(data, key))
-    for key in ("threshold_sigma", "refractory_us"):
+    for key in ("train_samples", "test_samples", "threshold_sigma", "refractory_us", "duration_us", "denoise_us"):
         non_negative(f"data.{key}", getattr(data, key))
+    _require(0 < data.test_fraction < 1, f"config 'data.test_fraction' must be in (0, 1), got {data.test_fraction}")
+    known("fusion", model.fusion, FUSIONS)
     _require(0 <= data.background < 1, f"config 'data.background' must be in [0, 1), got {data.background}")
+    for key in ("leak_rate_hz", "shot_noise_hz"):
+        non_negative(f"data.{key}", getattr(data, key))
+    positive("data.aps_interval_us", data.aps_interval_us)
     known("model", model.name, MODELS)
     known("neuron", model.neuron, NEURONS)
     _require(all(c > 0 for c in model.channels), "config 'model.channels' must all be > 0")

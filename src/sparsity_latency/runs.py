@@ -17,6 +17,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
@@ -73,7 +74,9 @@ def run_dir(out: str | Path, config: Config) -> Path:
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(temporary path)`, then rename into `path`; nothing is left behind on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
     try:
         write(temporary)
         os.replace(temporary, path)

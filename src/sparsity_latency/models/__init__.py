@@ -7,6 +7,7 @@ from torch import nn
 from sparsity_latency.config import Config, ModelConfig
 from sparsity_latency.data import FramedData
 from sparsity_latency.models.conv_snn import VGG9, TinyConvSNN
+from sparsity_latency.models.fusion import FusionSNN
 from sparsity_latency.models.mlp import SpikingMLP
 
 # name → network class, called as cls(model config, (channels, height, width), classes). Each class also
@@ -19,7 +20,9 @@ MODELS: dict[str, type[nn.Module]] = {
 
 
 def build_for(config: Config, data: FramedData) -> nn.Module:
-    """The config's network for the data's frame shape and classes."""
+    """The config's network for the data's frame shape and classes; two modalities get a fusion network."""
+    if len(data.modalities) > 1:
+        return FusionSNN(config.model, data.modalities, data.n_classes)
     return build_model(config.model, data.input_shape, data.n_classes)
 
 

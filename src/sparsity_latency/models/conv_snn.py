@@ -59,6 +59,10 @@ class ConvSNN(nn.Module):
         self.fc = readout(channels_in * height * width, n_classes)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(frames).flatten(2)).mean(0)
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """The last stage's spikes (pooled where it pools) [T, B, C, h, w] for frames [T, B, C, H, W]."""
         steps, batch = frames.shape[:2]
         hidden = frames.flatten(0, 1)
         for index in range(1, self.depth + 1):
@@ -70,7 +74,7 @@ class ConvSNN(nn.Module):
             pool = getattr(self, f"pool{index}", None)
             if pool is not None:
                 hidden = pool(hidden)
-        return self.fc(hidden.flatten(1)).unflatten(0, (steps, batch)).mean(0)
+        return hidden.unflatten(0, (steps, batch))
 
 
 class TinyConvSNN(ConvSNN):

@@ -36,12 +36,16 @@ class SpikingMLP(nn.Module):
         self.fc = readout(features, n_classes)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(frames)).mean(0)
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's spikes [T, B, F] for frames [T, B, …]."""
         steps, batch = frames.shape[:2]
         hidden = frames.flatten(2).flatten(0, 1)
         for index in range(1, self.depth + 1):
             current = getattr(self, f"bn{index}")(getattr(self, f"fc{index}")(hidden))
             hidden = getattr(self, f"lif{index}")(current.unflatten(0, (steps, batch))).flatten(0, 1)
-        return self.fc(hidden).unflatten(0, (steps, batch)).mean(0)
+        return hidden.unflatten(0, (steps, batch))
 
     @staticmethod
     def check_channels(channels: tuple[int, ...]) -> str | None:
