@@ -79,3 +79,39 @@ def test_paired_dataset_and_collate_for_tensors_and_event_lists() -> None:
         index_a = int(batch_a[row, 0, 0])
         assert frames_a[index_a][1] == pairing.classes[int(labels[row])]
         assert len(batch_b[row]) == (7 if labels[row] == 0 else 4)
+
+
+def test_nmnist_plus_shd_from_files_pairs_digit_3_and_trains_a_fusion_network(tmp_path) -> None:
+    """N-MNIST digits 3 and 7 with SHD "zero" (0) and "drei" (13 → 3): only the digit 3 pairs."""
+    import dataclasses
+
+    from sparsity_latency.config import Config, DataConfig
+    from sparsity_latency.data import DATASETS, load_data
+    from sparsity_latency.data.framing import frame_samples, normalize_counts
+    from sparsity_latency.models import build_for
+    from test_tonic_datasets import nmnist_files, shd_files
+
+    rng = np.random.default_rng(0)
+    nmnist, shd = nmnist_files(tmp_path, rng), shd_files(tmp_path, rng)
+    config = DataConfig(name="nmnist+shd", root=str(tmp_path), train_samples=0, test_samples=0, time_steps=3,
+                        cache=False)
+    data = load_data(config, seed=0)
+    assert [name for name, _ in data.modalities] == ["dvs", "audio"]
+    assert [shape for _, shape in data.modalities] == [(2, 34, 34), (1, 1, 700)]
+    # train: two N-MNIST 3s and two SHD "drei": 2 pairs; test: one each; one shared class (the digit 3)
+    vision = 2 * 34 * 34
+    assert data.train_x.shape == (2, 3, vision + 700) and data.test_x.shape == (1, 3, vision + 700)
+    assert data.n_classes == 1 and data.train_y.tolist() == [0, 0]
+
+    def framed(name: str, samples: list[np.ndarray]) -> list[torch.Tensor]:
+        counts = frame_samples(samples, DATASETS[name].sensor_size, config, 0.0)
+        return [torch.from_numpy(normalize_counts(c, config.frame_clip)).flatten(1) for c in counts]
+
+    threes = framed("nmnist", [e for e, label in nmnist["train"].values() if label == 3])
+    dreis = framed("shd", [e for e, label in shd["train"].values() if label == 13])
+    # each larger-or-equal side's sample is used exactly once: both 3s and both "drei" appear
+    for expected, part in ((threes, data.train_x[:, :, :vision]), (dreis, data.train_x[:, :, vision:])):
+        matches = sorted(next(j for j, e in enumerate(expected) if torch.equal(e, x)) for x in part)
+        assert matches == [0, 1]
+    model = build_for(dataclasses.replace(Config(), model=dataclasses.replace(Config().model, fusion="late")), data)
+    assert model(data.train_x.transpose(0, 1)).shape == (2, 1)
