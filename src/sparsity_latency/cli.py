@@ -282,16 +282,11 @@ def data_simulate(
 
     Example: sparsity-latency data simulate datasets --format nmnist --set data.train_samples=1000
     """
-    from sparsity_latency.config import config_from_dict, load_config, parse_override, set_dotted
+    from sparsity_latency.config import Config, load_config, parse_override, with_changes
     from sparsity_latency.data.synthetic import simulate_to_folder
 
-    if config is not None:
-        cfg = load_config(config, set_ or [])
-    else:
-        raw: dict = {}
-        for item in set_ or []:
-            set_dotted(raw, *parse_override(item))
-        cfg = config_from_dict(raw)
+    cfg = (load_config(config, set_ or []) if config is not None
+           else with_changes(Config(), dict(parse_override(item) for item in set_ or [])))
     counts = simulate_to_folder(cfg.data, seed, out, file_format, overwrite)
     console.print(f"wrote {counts['train_files']} train files ({counts['train_events']} events) and "
                   f"{counts['test_files']} test files ({counts['test_events']} events) under {out} as {file_format}")

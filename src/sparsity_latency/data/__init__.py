@@ -14,7 +14,7 @@ from sparsity_latency.config import DataConfig
 from sparsity_latency.data import events, framing, simulator, synthetic, tonic_sets
 from sparsity_latency.data.cache import cache_dir, cached, code_fingerprint, files_fingerprint
 from sparsity_latency.data.framing import frame_samples, intensity_frames, normalize_counts
-from sparsity_latency.data.pairs import FRAMES, PairedDataset, collate_pairs, digit_labels, pack, pair_by_class
+from sparsity_latency.data.pairs import FRAMES, digit_labels, pack, pair_by_class
 from sparsity_latency.data.spec import DatasetSpec
 from sparsity_latency.data.tonic_sets import TONIC_DATASETS
 from sparsity_latency.errors import InputError
@@ -73,30 +73,22 @@ def load_data(config: DataConfig, seed: int) -> FramedData:
     names = dataset_names(config.name)
     with_frames = names[1:] == [FRAMES]
     first = framed_dataset(names[0], config, seed, with_frames)
-    if len(names) == 1:
-        return FramedData(*(torch.from_numpy(first[key]) for key in SPLIT_KEYS),
-                          n_classes=DATASETS[names[0]].n_classes,
-                          modalities=((modality_name(names[0]), tuple(first["train_x"].shape[2:])),))
-    if with_frames:
-        second = {"train_x": first["train_frames"], "test_x": first["test_frames"],
-                  "train_y": first["train_y"], "test_y": first["test_y"]}
-        n_classes = DATASETS[names[0]].n_classes
-        splits = {part: (torch.from_numpy(first[f"{part}_x"]), torch.from_numpy(second[f"{part}_x"]),
-                         torch.from_numpy(first[f"{part}_y"])) for part in ("train", "test")}
-    else:
-        second = framed_dataset(names[1], config, seed, with_frames=False)
-        splits, n_classes = _paired_splits(names, first, second, seed)
-    modalities = _modality_names(names)
-    return FramedData(
-        train_x=pack(splits["train"][0], splits["train"][1]), train_y=splits["train"][2],
-        test_x=pack(splits["test"][0], splits["test"][1]), test_y=splits["test"][2],
-        n_classes=n_classes,
-        modalities=((modalities[0], tuple(first["train_x"].shape[2:])),
-                    (modalities[1], tuple(second["train_x"].shape[2:]))),
-    )
+    x = {part: torch.from_numpy(first[f"{part}_x"]) for part in PARTS}
+    y = {part: torch.from_numpy(first[f"{part}_y"]) for part in PARTS}
+    n_classes = DATASETS[names[0]].n_classes
+    modalities = ((modality_name(names[0]), tuple(x["train"].shape[2:])),)
+    if len(names) == 2:
+        if with_frames:
+            second = {part: torch.from_numpy(first[f"{part}_frames"]) for part in PARTS}
+        else:
+            x, second, y, n_classes = _paired_splits(names, first, framed_dataset(names[1], config, seed, False), seed)
+        modalities = tuple(zip(_modality_names(names), (modalities[0][1], tuple(second["train"].shape[2:])),
+                               strict=True))
+        x = {part: pack(x[part], second[part]) for part in PARTS}
+    return FramedData(x["train"], y["train"], x["test"], y["test"], n_classes=n_classes, modalities=modalities)
 
 
-SPLIT_KEYS = ("train_x", "train_y", "test_x", "test_y")
+PARTS = ("train", "test")
 MODALITY_OF_KIND = {"vision": "dvs", "audio": "audio"}
 
 
@@ -110,23 +102,23 @@ def _modality_names(names: list[str]) -> tuple[str, str]:
     return (f"{first}_a", f"{second}_b") if first == second else (first, second)
 
 
+Split = dict[str, torch.Tensor]
+
+
 def _paired_splits(names: list[str], first: dict[str, np.ndarray], second: dict[str, np.ndarray],
-                   seed: int) -> tuple[dict[str, tuple[torch.Tensor, ...]], int]:
-    """Train and test pairs by class label, each from its own split (data/pairs.py)."""
-    splits = {}
-    for stream, part in enumerate(("train", "test")):
+                   seed: int) -> tuple[Split, Split, Split, int]:
+    """Each modality's frames and the labels of the train and test pairs by class label, each pair from the
+    two datasets' own split (data/pairs.py), and the number of shared classes."""
+    first_x, second_x, labels = {}, {}, {}
+    for stream, part in enumerate(PARTS):
         pairing = pair_by_class(digit_labels(names[0], first[f"{part}_y"]), digit_labels(names[1], second[f"{part}_y"]),
                                 np.random.default_rng([seed, stream]))
         if len(pairing.labels) == 0:
             raise InputError(f"data.name = '{'+'.join(names)}': the {part} splits share no class label")
-        dataset = PairedDataset(_labelled(first, part), _labelled(second, part), pairing)
-        (x_first, x_second), labels = collate_pairs([dataset[i] for i in range(len(dataset))])
-        splits[part] = (x_first, x_second, labels)
-    return splits, len(pairing.classes)
-
-
-def _labelled(arrays: dict[str, np.ndarray], part: str) -> list[tuple[torch.Tensor, int]]:
-    return list(zip(torch.from_numpy(arrays[f"{part}_x"]), arrays[f"{part}_y"].tolist(), strict=True))
+        first_x[part] = torch.from_numpy(first[f"{part}_x"][pairing.index_a])
+        second_x[part] = torch.from_numpy(second[f"{part}_x"][pairing.index_b])
+        labels[part] = torch.from_numpy(pairing.labels)
+    return first_x, second_x, labels, len(pairing.classes)
 
 
 def framed_dataset(name: str, config: DataConfig, seed: int, with_frames: bool) -> dict[str, np.ndarray]:

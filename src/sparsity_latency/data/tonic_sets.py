@@ -486,7 +486,7 @@ class Davis(TonicSet):
     def read_sample(self, dataset: Any, sample: Sample) -> tuple[np.ndarray, IntensityFrames | None]:
         with davis_bag_reader():
             (events, _imu, images), _target = tonic_item(dataset, sample)
-        frames = intensity_frames(images, sample.source, self.sensor_size)
+        frames = davis_frames(images, sample.source, self.sensor_size)
         shift_us = np.round(min(float(events["t"].min()), 0.0))
         if shift_us < 0:  # tonic's origin is the first event in file order; an earlier one becomes t = 0
             events["t"] -= shift_us
@@ -494,7 +494,7 @@ class Davis(TonicSet):
         return events, frames
 
 
-def intensity_frames(images: dict[str, Any], source: str, sensor_size: tuple[int, int, int]) -> IntensityFrames:
+def davis_frames(images: dict[str, Any], source: str, sensor_size: tuple[int, int, int]) -> IntensityFrames:
     """The bag's frames as IntensityFrames: µs from the first event, in time order, scaled to [0, 1]."""
     pixels = np.asarray(images["frames"])
     width, height, _ = sensor_size
