@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
+TORCHATTACKS_VERSION ?= 3.5.1
 # Where the CPU build of torch comes from when no local wheel is found (see README, "Installing torch").
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STUDY ?= experiments/smoke.toml
@@ -47,8 +48,11 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(PIP) install -q torch==$(TORCH_VERSION) -e .
 	touch $@
 
+# torchattacks (the tests' reference attacks) goes in without its dependencies: installed normally it pins an
+# old requests and pulls torchvision with a CUDA build of torch. It needs only numpy, scipy and tqdm.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps torchattacks==$(TORCHATTACKS_VERSION)
 	touch $@
 
 clean:

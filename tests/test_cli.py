@@ -65,12 +65,39 @@ def test_train_command(tiny_config: Path, tmp_path: Path) -> None:
 
 def test_attack_command_with_options(study_copy: Path) -> None:
     directory = _run_dirs(study_copy)[0]
-    result = run_cli("attack", directory, "--attack", "fgsm", "--eps", "0,0.02,0.2", "--device", "cpu")
+    result = run_cli("attack", directory, "--attack", "fgsm,event-flip", "--eps", "0,0.02,0.2", "--set",
+                     "attack.checks=false", "--set", "attack.flip_budgets=[3]", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     frame = pd.read_parquet(directory / "attack.parquet")
-    assert set(frame["attack"]) == {"fgsm"}
-    assert sorted(set(frame["eps"])) == [0.0, 0.02, 0.2]
-    assert "robust_accuracy" in result.stdout
+    assert set(frame["attack"]) == {"fgsm", "event-flip"}
+    assert sorted(set(frame.loc[frame["attack"] == "fgsm", "eps"])) == [0.0, 0.02, 0.2]
+    assert set(frame.loc[frame["attack"] == "event-flip", "eps"]) == {3.0}
+    assert "robust_accuracy" in result.stdout and "checks: off" in result.stdout
+    assert "masking_failures" in json.loads((directory / "run.json").read_text())["stages"]["attack"]
+
+
+def test_attack_command_reports_masking_checks(study_copy: Path) -> None:
+    # the run most accurate on clean data; at eps 0.001 PGD cannot bring it down to chance (0.1 for 10 classes),
+    # so the chance check must fail (its tolerance: one of the 24 test samples, 0.042)
+    clean = {d: pd.read_parquet(d / "attack.parquet")["clean_accuracy"].max() for d in _run_dirs(study_copy)}
+    directory = max(clean, key=clean.get)
+    assert clean[directory] >= 0.15
+    result = run_cli("attack", directory, "--attack", "pgd", "--eps", "0.03", "--set", "attack.check_eps=0.001",
+                     "--json", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    checks = {c["check"]: c for c in report["checks"]}
+    assert {"more-steps", "more-restarts", "chance", "below-clean"} <= set(checks)
+    assert checks["chance"]["eps"] == 0.001 and checks["chance"]["check_bound_accuracy"] == 0.1
+    assert report["flagged"] == (not all(c["check_passed"] for c in report["checks"]))
+    assert report["flagged"]
+    failures = json.loads((directory / "run.json").read_text())["stages"]["attack"]["masking_failures"]
+    assert any(f.startswith("chance: pgd (chance) at eps 0.001") for f in failures)
+    strict = run_cli("attack", directory, "--attack", "pgd", "--eps", "0.03", "--set", "attack.check_eps=0.001",
+                     "--strict", "--device", "cpu")
+    assert strict.returncode == 1 and "gradient masking suspected" in strict.stdout
+    bad = run_cli("attack", directory, "--set", "train.epochs=5")
+    assert bad.returncode == 2 and "attack.* keys only" in bad.stderr
 
 
 def test_attack_and_profile_find_a_run_by_id(study_copy: Path) -> None:
@@ -128,7 +155,7 @@ def test_unknown_dataset_and_method(tiny_config: Path, tmp_path: Path) -> None:
 def test_negative_eps_keeps_earlier_results(study_copy: Path) -> None:
     directory = _run_dirs(study_copy)[0]
     before = (directory / "attack.parquet").read_bytes()
-    assert "eps must be >= 0" in _one_line_error(run_cli("attack", directory, "--eps", "-0.1"))
+    assert "'attack.eps' must all be >= 0" in _one_line_error(run_cli("attack", directory, "--eps", "-0.1"))
     assert "eps must be >= 0" in _one_line_error(run_cli("correlate", study_copy, "--eps", "-1"))
     assert (directory / "attack.parquet").read_bytes() == before
 

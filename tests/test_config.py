@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,19 @@ def test_variants_lay_dotted_and_nested_keys_over_base() -> None:
     [
         ("[data]\nname = 'nope'\n", "unknown dataset 'nope'"),
         ("[train]\nmethod = 'magic'\n", "unknown training method 'magic'"),
-        ("[attack]\neps = [0.1, -0.1]\n", "eps must be >= 0"),
+        ("[attack]\neps = [0.1, -0.1]\n", "'attack.eps' must all be >= 0"),
+        ("[attack]\neps = [0.1, 2.0]\n", "each must be <= 1"),
+        ("[attack]\nattacks = ['pgd', 'pgd']\n", "lists an attack twice"),
+        ("[attack]\nattacks = ['pgd-l2']\nl2_eps = []\n", "attack 'pgd-l2' needs budgets"),
+        ("[attack]\nattacks = ['fgsm', 'cw']\n", "unknown attack 'cw'"),
+        ("[attack]\nflip_budgets = [10.5]\n", "must be an integer"),
+        ("[attack]\nswap_surrogate = 'sigmoid'\n", "unknown surrogate 'sigmoid'"),
+        ("[attack]\ncheck_eps = 0\n", "check_eps' must be in (0, 1]"),
+        ("[attack]\ncheck_tolerance = 1\n", "check_tolerance' must be in [0, 1)"),
+        ("[attack]\nrestarts = 0\n", "'attack.restarts' must be > 0"),
+        ("[train]\ntrades_beta = -1\n", "'train.trades_beta' must be >= 0"),
+        ("[train]\ngrad_reg_h = 0\n", "'train.grad_reg_h' must be > 0"),
+        ("[train]\neps = 3\n", "must be <= 1"),
         ("[train]\nlr = nan\n", "must be a finite number"),
         ("[train]\nepochs = 'three'\n", "must be an integer"),
         ("[train]\nepoch = 3\n", "unknown config key 'train.epoch'"),
@@ -75,7 +88,7 @@ def test_variants_lay_dotted_and_nested_keys_over_base() -> None:
 def test_bad_values_raise_input_error(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=re.escape(message)):
         load_config(path)
 
 
@@ -92,5 +105,17 @@ def test_study_must_evaluate_what_it_correlates() -> None:
     check_study(Config())
     with pytest.raises(InputError, match="correlate.eps"):
         check_study(with_changes(Config(), {"correlate.eps": 0.5}))
+    # an event-flip budget is read from attack.flip_budgets
+    flips = {"attack.attacks": ["event-flip"], "attack.flip_budgets": [25], "correlate.attack": "event-flip"}
+    check_study(with_changes(Config(), {**flips, "correlate.eps": 25}))
+    with pytest.raises(InputError, match="one of attack.flip_budgets"):
+        check_study(with_changes(Config(), {**flips, "correlate.eps": 0.03}))
     with pytest.raises(InputError, match="correlate.attack"):
         check_study(with_changes(Config(), {"attack.attacks": ["fgsm"]}))
+
+
+def test_every_experiment_config_loads_and_its_study_checks() -> None:
+    experiments = sorted((Path(__file__).parents[1] / "experiments").glob("*.toml"))
+    assert len(experiments) >= 3
+    for path in experiments:
+        check_study(load_config(path))

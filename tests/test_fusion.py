@@ -87,3 +87,21 @@ def test_profile_counts_both_frame_fed_layers_in_macs() -> None:
     assert rows["dvs.conv1"]["macs"] == dense_macs(model.dvs.conv1, (2, 8, 8)) * 3
     assert rows["audio.fc1"]["macs"] == dense_macs(model.audio.fc1, (20,)) * 3
     assert "synops" in rows["dvs.conv2"] and "spike_count" in rows["audio.lif1"]
+
+
+def test_input_gradient_sparsity_is_reported_per_modality() -> None:
+    from sparsity_latency.metrics import grad_sparsity
+    from sparsity_latency.probes import NET, SparsityProbe, layer_sparsity, modality_row
+
+    torch.manual_seed(0)
+    model = FusionSNN(CONFIG, (VISION, AUDIO), n_classes=5)
+    *_, packed = inputs((VISION, AUDIO))
+    packed.requires_grad_(True)
+    with SparsityProbe(model) as probe:
+        model(packed).sum().backward()
+    rows = layer_sparsity(model, probe, packed.grad, 0.01)
+    dvs_part, audio_part = packed.grad.split([2 * 8 * 8, 20], dim=2)
+    assert rows[modality_row("dvs")] == {f"input_grad_{k}": v for k, v in grad_sparsity(dvs_part, 0.01).items()}
+    assert rows[modality_row("audio")] == {f"input_grad_{k}": v for k, v in grad_sparsity(audio_part, 0.01).items()}
+    assert rows[NET] == {f"input_grad_{k}": v for k, v in grad_sparsity(packed.grad, 0.01).items()}
+    assert modality_row("dvs") == "__input_dvs__"

@@ -24,6 +24,10 @@ def test_multimodal_study_runs_every_fusion_head_and_learns(tmp_path: Path) -> N
         fusions.append(config["model"]["fusion"])
         train = pd.read_parquet(run / "train.parquet")
         accuracies.append(train.loc[train["layer"] == "__net__", "test_accuracy"].iloc[-1])
+        attack = pd.read_parquet(run / "attack.parquet")
+        per_modality = attack[attack["layer"].isin(["__input_dvs__", "__input_aps__"])]
+        assert len(per_modality) == 2 * len(attack[attack["layer"] == "__net__"])  # both modalities, every eps
+        assert per_modality["input_grad_hoyer"].notna().all()
         layers = set(pd.read_parquet(run / "profile.parquet")["layer"])
         if config["model"]["fusion"] == "early":  # one network reads both, channels concatenated
             assert {"joint.conv1", "joint.lif2"} <= layers

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import math
+import subprocess
+import sys
 import weakref
 
 import pytest
@@ -464,3 +466,22 @@ def test_quant_leaky_keeps_no_registry_of_instances() -> None:
     del leaky
     gc.collect()
     assert kept() is not None
+
+
+def test_backward_through_nan_membranes_gives_nan_not_a_crash() -> None:
+    """The compiled backward indexes a table by the membrane; a NaN membrane once read out of bounds (segfault).
+
+    Run in a child process, so that a crash fails this test instead of killing the test session.
+    """
+    script = (
+        "import torch\n"
+        "from sparsity_latency.config import ModelConfig\n"
+        "from sparsity_latency.models import build_model\n"
+        "for bits in (1.58, 4.0):\n"
+        "    model = build_model(ModelConfig(name='tiny-conv', channels=(4, 8), membrane_bits=bits), (2, 8, 8), 4)\n"
+        "    x = torch.full((3, 2, 2, 8, 8), float('nan'), requires_grad=True)\n"
+        "    model(x).sum().backward()\n"
+        "    assert torch.isnan(x.grad).all()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

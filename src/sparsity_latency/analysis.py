@@ -25,6 +25,7 @@ from scipy import stats
 from sparsity_latency import runs
 from sparsity_latency.errors import InputError
 from sparsity_latency.latency.profile import BACKEND_DENSE
+from sparsity_latency.masking import MAIN
 from sparsity_latency.metrics import GRAD_FORMS
 from sparsity_latency.probes import NET
 
@@ -41,7 +42,7 @@ def run_summary(directory: Path, attack: str, eps: float) -> dict:
     manifest = runs.read_manifest(directory)
     attacks = runs.read_table(directory / "attack.parquet", "attack")
     profile = runs.read_table(directory / "profile.parquet", "profile")
-    chosen = attacks[(attacks["attack"] == attack) & np.isclose(attacks["eps"], eps)]
+    chosen = attacks[(attacks["attack"] == attack) & np.isclose(attacks["eps"], eps) & (attacks["variant"] == MAIN)]
     if chosen.empty:
         raise InputError(f"{directory / 'attack.parquet'}: no rows for attack '{attack}' at eps {eps}")
     net_rows = chosen[chosen["layer"] == NET]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 import traceback
@@ -17,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sparsity_latency.errors import InputError
-from sparsity_latency.probes import NET
+from sparsity_latency.masking import describe_check
+from sparsity_latency.probes import CHECK, NET
 from sparsity_latency.runs import STAGES
 
 app = typer.Typer(
@@ -112,7 +114,8 @@ def _names(text: str) -> list[str]:
 def train(
     config: ConfigArg,
     set_: SetOpt = None,
-    method: Annotated[str | None, typer.Option(help="Training method: standard or pgd-at.")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="Training method: standard, pgd-at, fgsm-at, trades, grad-reg or pgd-at+grad-reg.")] = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -142,22 +145,33 @@ def train(
 @guarded
 def attack(
     run: RunArg,
-    attack: Annotated[str | None, typer.Option("--attack", help="Attacks, comma-separated: fgsm,pgd.")] = None,
+    attack: Annotated[str | None, typer.Option("--attack", help="Attacks, comma-separated: fgsm, pgd, pgd-l2, "
+                                               "apgd-ce, rga, surrogate-swap, event-flip.")] = None,
     eps: Annotated[str | None, typer.Option(help="L∞ budgets in input units, e.g. 0.01,0.03,0.1.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override an attack key: --set attack.pgd_steps=20 (see docs/config.md).")] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when a gradient-masking check fails.")] = False,
     out: OutOpt = Path("results"),
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a trained run under attack; writes attack.parquet.
+    """Evaluate a trained run under attack, with gradient-masking checks; writes attack.parquet.
 
-    Example: sparsity-latency attack results/smoke/pgd-at-s0-1a2b3c4d5e --attack pgd --eps 0.01,0.03
+    Failed checks are shown in red (and flagged in --json); with --strict they also make the exit code 1.
+
+    Example: sparsity-latency attack results/smoke/pgd-at-s0-1a2b3c4d5e --attack pgd,rga --eps 0.01,0.03
     """
-    from sparsity_latency.config import with_changes
+    from sparsity_latency.config import parse_override, with_changes
     from sparsity_latency.runs import find_run, manifest_config, read_manifest, read_table
     from sparsity_latency.stages import attack_stage
 
     directory = find_run(run, out)
     changes: dict[str, Any] = {}
+    for item in set_ or []:
+        key, value = parse_override(item)
+        if not key.startswith("attack."):
+            raise InputError(f"attack --set takes attack.* keys only (the run's other settings are fixed), got '{key}'")
+        changes[key] = value
     if attack is not None:
         changes["attack.attacks"] = _names(attack)
     if eps is not None:
@@ -165,9 +179,33 @@ def attack(
     cfg = with_changes(manifest_config(read_manifest(directory)), changes)
     attack_stage(directory, _device(device), cfg.attack)
     frame = read_table(directory / "attack.parquet", "attack")
-    net = frame[frame["layer"] == NET][["attack", "eps", "clean_accuracy", "robust_accuracy",
-                                              "input_grad_zero_fraction", "input_grad_hoyer"]]
-    _print_frame(net, f"attack · {directory.name}", as_json)
+    _print_attack(frame, directory.name, as_json)
+    if strict and not frame.loc[frame["layer"] == CHECK, "check_passed"].all():
+        raise typer.Exit(1)
+
+
+def _print_attack(frame: pd.DataFrame, run_name: str, as_json: bool) -> None:
+    """Robust accuracies with the input-gradient sparsity at each attack, then the masking checks."""
+    net = frame[frame["layer"] == NET][["attack", "norm", "eps", "variant", "steps", "restarts", "clean_accuracy",
+                                        "robust_accuracy", "input_grad_zero_fraction", "input_grad_hoyer"]]
+    checks = frame[frame["layer"] == CHECK][["check", "attack", "variant", "eps", "robust_accuracy",
+                                             "check_bound_accuracy", "check_reference", "check_passed"]]
+    if as_json:
+        console.print_json(json.dumps({"attacks": json.loads(net.to_json(orient="records")),
+                                       "checks": json.loads(checks.to_json(orient="records")),
+                                       "flagged": bool(not checks["check_passed"].all())}))
+        return
+    _print_frame(net, f"attack · {run_name}", False)
+    failed = checks[~checks["check_passed"].astype(bool)]
+    if checks.empty:
+        console.print("gradient-masking checks: off (attack.checks = false)")
+    elif failed.empty:
+        console.print(f"gradient-masking checks: all {len(checks)} passed")
+    else:
+        console.print(f"[bold red]gradient masking suspected[/]: {len(failed)} of {len(checks)} checks failed "
+                      "(robust accuracies above may be overestimated)")
+        for row in failed.to_dict("records"):
+            console.print(f"  [red]✗[/] {describe_check(row)}")
 
 
 @app.command()
@@ -246,7 +284,21 @@ def study(
     if not as_json:
         console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
                       f"({result.stages_run} stages run, {result.stages_skipped} already complete)")
+        _print_robustness([result.directory / run_id for run_id in result.run_ids])
     _print_correlations(result.correlations, as_json)
+
+
+def _print_robustness(directories: list[Path]) -> None:
+    """Mean robust accuracy per method (rows) and attack at each budget (columns); then the flagged runs."""
+    from sparsity_latency.robustness import flagged_runs, robustness_table
+
+    table = robustness_table(directories)
+    wide = table.pivot_table(index="method", columns=["attack", "eps"], values="robust_accuracy", sort=True)
+    wide.columns = [f"{attack} {eps:g}" for attack, eps in wide.columns]
+    clean = table.groupby("method")["clean_accuracy"].mean().rename("clean")
+    _print_frame(pd.concat([clean, wide], axis=1).reset_index(), "mean accuracy under attack (over seeds)", False)
+    for run_id, failures in flagged_runs(directories).items():
+        console.print(f"[bold red]gradient masking suspected[/] in {run_id}: {'; '.join(failures)}")
 
 
 data_app = typer.Typer(help="Datasets: list them, simulate synthetic events, inspect and validate files.",

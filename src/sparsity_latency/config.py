@@ -89,19 +89,35 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     eps: float = 0.03  # adversarial training budget (L∞, input range [0, 1])
-    pgd_steps: int = 3
+    pgd_steps: int = 3  # PGD steps of pgd-at, pgd-at+grad-reg and of trades' inner maximization
     pgd_step_size: float = 0.0  # 0 means 2.5 · eps / pgd_steps (Madry et al.)
+    fgsm_step_size: float = 0.0  # fgsm-at's step from its random start; 0 means 1.25 · eps (Wong et al.)
+    trades_beta: float = 6.0  # weight of trades' KL term (Zhang et al.: 1/λ, 6 on CIFAR-10)
+    grad_reg_h: float = 0.01  # finite-difference step of grad-reg (Liu et al. 2024)
+    grad_reg_lambda: float = 0.01  # weight of grad-reg's penalty (docs/attacks.md: 0.1 stalls learning here)
     grad_tau: float = 0.01  # |g| <= tau · max|g| counts as a small gradient
 
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Robustness evaluation: attacks × eps on the test set."""
+    """Robustness evaluation on the test set: attacks × budgets, and the gradient-masking checks."""
 
-    attacks: tuple[str, ...] = ("fgsm", "pgd")
-    eps: tuple[float, ...] = (0.01, 0.03, 0.1)
-    pgd_steps: int = 5
+    attacks: tuple[str, ...] = ("fgsm", "pgd", "apgd-ce", "rga", "surrogate-swap")
+    eps: tuple[float, ...] = (0.01, 0.03, 0.1)  # L∞ radii (input range [0, 1]) of the linf attacks
+    l2_eps: tuple[float, ...] = (0.5, 2.0)  # L2 radii of pgd-l2 (per sample, over all T·C·H·W inputs)
+    flip_budgets: tuple[int, ...] = (25, 100)  # events flipped per sample by event-flip
+    pgd_steps: int = 10  # steps of pgd, pgd-l2, rga and surrogate-swap
     pgd_step_size: float = 0.0  # 0 means 2.5 · eps / pgd_steps
+    restarts: int = 1  # random restarts of pgd, pgd-l2, rga, surrogate-swap and apgd-ce
+    apgd_steps: int = 20  # iterations of apgd-ce (its step size adapts; Croce & Hein use 100)
+    swap_surrogate: str = "atan"  # surrogate-swap attacks through this surrogate …
+    swap_param: float = 0.0  # … with this parameter (0 = its default); smoother than the model's
+    flip_steps: int = 5  # event-flip spends its budget over this many gradient evaluations
+    checks: bool = True  # run the gradient-masking checks (docs/attacks.md)
+    check_steps_factor: int = 4  # PGD is rerun with this many times the steps …
+    check_restarts: int = 3  # … and with this many restarts; robust accuracy must not rise
+    check_eps: float = 1.0  # L∞ radius at which PGD must bring accuracy down to chance
+    check_tolerance: float = 0.02  # accuracy a check lets pass before it fails
     batch_size: int = 64
     samples: int = 0  # 0 means the whole test set
 
@@ -284,14 +300,14 @@ def _require(ok: bool, message: str) -> None:
 
 def check_config(config: Config) -> None:
     """Check values and names against the registries; raise InputError naming the first bad key."""
-    from sparsity_latency.attacks import ATTACKS
+    from sparsity_latency.attacks import ATTACKS, BUDGET_KEYS
     from sparsity_latency.data import check_dataset_name
+    from sparsity_latency.methods import METHODS
     from sparsity_latency.models import MODELS
     from sparsity_latency.models.fusion import FUSIONS
     from sparsity_latency.models.layers import NEURONS, SNNTORCH_SURROGATES
     from sparsity_latency.models.quantized import WEIGHT_QUANTIZERS, check_weight_bits
     from sparsity_latency.neurons import QUANT_GRADS, RESETS, SURROGATES
-    from sparsity_latency.training import METHODS
 
     def known(name: str, value: str, registry: dict | tuple) -> None:
         _require(value in registry, f"unknown {name} '{value}' (known: {', '.join(sorted(registry))})")
@@ -362,18 +378,35 @@ def check_config(config: Config) -> None:
              f"config 'model.gating': model '{model.name}' has no convolution layers to gate")
     for key in ("epochs", "batch_size", "lr", "pgd_steps"):
         positive(f"train.{key}", getattr(train, key))
-    non_negative("train.eps", train.eps)
-    non_negative("train.pgd_step_size", train.pgd_step_size)
+    for key in ("eps", "pgd_step_size", "fgsm_step_size", "trades_beta", "grad_reg_lambda"):
+        non_negative(f"train.{key}", getattr(train, key))
+    _require(train.eps <= 1, f"config 'train.eps' is an L∞ radius in the input range [0, 1]: must be <= 1, "
+             f"got {train.eps}")
+    positive("train.grad_reg_h", train.grad_reg_h)
     _require(0 <= train.grad_tau < 1, f"config 'train.grad_tau' must be in [0, 1), got {train.grad_tau}")
-    _require(len(attack.attacks) > 0 and len(attack.eps) > 0, "config 'attack' needs attacks and eps")
+    _require(len(attack.attacks) > 0, "config 'attack.attacks' must list at least one attack")
+    _require(len(set(attack.attacks)) == len(attack.attacks), "config 'attack.attacks' lists an attack twice")
     for name in attack.attacks:
         known("attack", name, ATTACKS)
-    for eps in attack.eps:
-        _require(eps >= 0, f"eps must be >= 0, got {eps}")
-    for key in ("pgd_steps", "batch_size"):
+    for unit, key in BUDGET_KEYS.items():
+        values = getattr(attack, key)
+        _require(all(v >= 0 for v in values), f"config 'attack.{key}' must all be >= 0, got {list(values)}")
+        _require(len(set(values)) == len(values), f"config 'attack.{key}' lists a value twice")
+        users = [name for name in attack.attacks if ATTACKS[name].norm == unit]
+        if users:
+            _require(len(values) > 0, f"config 'attack.{key}' is empty, but attack '{users[0]}' needs budgets from it")
+    _require(all(eps <= 1 for eps in attack.eps), "config 'attack.eps' are L∞ radii in the input range [0, 1]: "
+             f"each must be <= 1, got {list(attack.eps)}")
+    for key in ("pgd_steps", "apgd_steps", "restarts", "flip_steps", "check_steps_factor", "check_restarts",
+                "batch_size"):
         positive(f"attack.{key}", getattr(attack, key))
     non_negative("attack.samples", attack.samples)
     non_negative("attack.pgd_step_size", attack.pgd_step_size)
+    known("surrogate", attack.swap_surrogate, SURROGATES)
+    non_negative("attack.swap_param", attack.swap_param)
+    _require(0 < attack.check_eps <= 1, f"config 'attack.check_eps' must be in (0, 1], got {attack.check_eps}")
+    _require(0 <= attack.check_tolerance < 1,
+             f"config 'attack.check_tolerance' must be in [0, 1), got {attack.check_tolerance}")
     _require(len(profile.batch_sizes) > 0 and all(b > 0 for b in profile.batch_sizes),
              "config 'profile.batch_sizes' must list batch sizes > 0")
     _require(len(set(profile.batch_sizes)) == len(profile.batch_sizes),
@@ -388,7 +421,10 @@ def check_config(config: Config) -> None:
 
 def check_study(config: Config) -> None:
     """A study must measure the gradients its correlations read: correlate's attack and eps are evaluated."""
+    from sparsity_latency.attacks import ATTACKS, BUDGET_KEYS
+
     _require(config.correlate.attack in config.attack.attacks,
              f"config 'correlate.attack' ({config.correlate.attack}) must be one of attack.attacks")
-    _require(any(math.isclose(config.correlate.eps, eps) for eps in config.attack.eps),
-             f"config 'correlate.eps' ({config.correlate.eps}) must be one of attack.eps")
+    key = BUDGET_KEYS[ATTACKS[config.correlate.attack].norm]
+    _require(any(math.isclose(config.correlate.eps, eps) for eps in getattr(config.attack, key)),
+             f"config 'correlate.eps' ({config.correlate.eps}) must be one of attack.{key}")

@@ -19,6 +19,7 @@ from sparsity_latency.metrics import GRAD_FORMS, grad_sparsity, spike_sparsity
 from sparsity_latency.neurons import SpikingLayer
 
 NET = "__net__"  # layer name of network-level rows
+CHECK = "__check__"  # layer name of the gradient-masking check rows of the attack table
 GRAD_TARGETS = ("weight_grad", "spike_grad", "membrane_grad", "input_grad")
 GRAD_COLUMNS = tuple(f"{target}_{form}" for target in GRAD_TARGETS for form in GRAD_FORMS)
 
@@ -84,7 +85,7 @@ def layer_sparsity(
 
     Weight layers get the sparsity of their weight gradient, spiking layers their spike sparsity
     and the sparsity of the gradients at their spikes and membranes, `__net__` that of the input
-    gradient.
+    gradient, and on a two-modality input `__input_<modality>__` that of each modality's part of it.
     """
     rows: dict[str, dict[str, float]] = {}
     for name, module in weight_layers(model).items():
@@ -99,7 +100,15 @@ def layer_sparsity(
             row.update(_prefixed("membrane_grad", grad_sparsity(membrane_grads[name], tau)))
         rows[name] = row
     rows[NET] = _prefixed("input_grad", grad_sparsity(input_grad, tau)) if input_grad is not None else {}
+    if input_grad is not None and hasattr(model, "modality_names"):  # a fusion network: each modality's part too
+        for name, part in zip(model.modality_names, model.split(input_grad), strict=True):
+            rows[modality_row(name)] = _prefixed("input_grad", grad_sparsity(part, tau))
     return rows
+
+
+def modality_row(modality: str) -> str:
+    """Layer name of the rows holding the input-gradient sparsity of one modality of a fused input."""
+    return f"__input_{modality}__"
 
 
 class LayerMeans:

@@ -11,9 +11,9 @@ import pandas as pd
 from sparsity_latency.errors import InputError
 from sparsity_latency.probes import GRAD_COLUMNS
 
-SCHEMA_VERSION = 2  # 2: neuron, weight and gating settings in the model config; memory and gate columns
+SCHEMA_VERSION = 3  # 3: attack table with norm, variant, steps, restarts and the gradient-masking checks
 
-STR, INT, FLOAT = "string", "int64", "float64"
+STR, INT, FLOAT, BOOL = "string", "int64", "float64", "boolean"
 
 RUN_COLUMNS = {"run_id": STR, "method": STR, "seed": INT}
 
@@ -24,8 +24,10 @@ TABLES: dict[str, dict[str, str]] = {
         **dict.fromkeys(GRAD_COLUMNS, FLOAT),
     },
     "attack": {
-        **RUN_COLUMNS, "attack": STR, "eps": FLOAT, "layer": STR,
-        "clean_accuracy": FLOAT, "robust_accuracy": FLOAT, "spike_sparsity": FLOAT,
+        **RUN_COLUMNS, "attack": STR, "norm": STR, "eps": FLOAT, "variant": STR, "steps": INT, "restarts": INT,
+        "layer": STR, "clean_accuracy": FLOAT, "robust_accuracy": FLOAT,
+        "check": STR, "check_reference": STR, "check_bound_accuracy": FLOAT, "check_passed": BOOL,
+        "spike_sparsity": FLOAT,
         **dict.fromkeys(GRAD_COLUMNS, FLOAT),
     },
     "profile": {
@@ -58,6 +60,7 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> None:
         actual = frame[column].dtype
         ok = (pd.api.types.is_string_dtype(actual) if dtype == STR
               else pd.api.types.is_integer_dtype(actual) if dtype == INT
+              else pd.api.types.is_bool_dtype(actual) if dtype == BOOL
               else pd.api.types.is_float_dtype(actual))
         if not ok:
             raise InputError(f"{source}: wrong schema: column '{column}' is {actual}, expected {dtype}")

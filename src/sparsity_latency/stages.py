@@ -16,8 +16,10 @@ from sparsity_latency.data import FramedData, load_data
 from sparsity_latency.errors import InputError
 from sparsity_latency.evaluation import evaluate_attacks
 from sparsity_latency.latency.profile import profile_model
+from sparsity_latency.masking import describe_check
 from sparsity_latency.models import build_for
 from sparsity_latency.models.layers import dynamics_of
+from sparsity_latency.probes import CHECK
 from sparsity_latency.training import train
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -76,9 +78,10 @@ def attack_stage(directory: Path, device: torch.device, attack: AttackConfig | N
     manifest, config, data, model = load_trained(directory, device)
     attack = attack or config.attack
     rows = evaluate_attacks(model, data.test_x, data.test_y, attack, config.train.grad_tau, config.seed,
-                            device)
+                            device, n_classes=data.n_classes, event_unit=1.0 / config.data.frame_clip)
     runs.write_table(directory / "attack.parquet", [{**_run_columns(manifest), **r} for r in rows], "attack")
-    runs.mark_stage(directory, "attack", config_to_dict(attack), device=str(device))
+    failed = [describe_check(row) for row in rows if row["layer"] == CHECK and not row["check_passed"]]
+    runs.mark_stage(directory, "attack", config_to_dict(attack), device=str(device), masking_failures=failed)
     return directory
 
 

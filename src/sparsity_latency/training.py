@@ -1,9 +1,7 @@
-"""Training methods, registered by name, and the training loop that logs per-layer sparsity.
+"""The training loop: one method (`methods`) per run, per-layer sparsity of every update pass logged per epoch.
 
-A method turns a clean batch into the batch the parameters are trained on: `standard` leaves it as
-it is, `pgd-at` replaces it with PGD adversarial examples (Madry et al. 2018). The attack's own
-forward and backward passes run outside the probe, so the sparsity statistics describe the update
-pass alone.
+The method prepares each batch with the model in evaluation mode; only the update pass — forward,
+objective, backward — runs in training mode inside the sparsity probe.
 """
 
 from __future__ import annotations
@@ -12,37 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from sparsity_latency.attacks import pgd
-from sparsity_latency.config import Config, TrainConfig
+from sparsity_latency.config import Config
 from sparsity_latency.data import load_data
 from sparsity_latency.evaluation import accuracy, batches
+from sparsity_latency.methods import METHODS
 from sparsity_latency.models import build_for
 from sparsity_latency.models.gating import gate_loss
 from sparsity_latency.probes import NET, LayerMeans, SparsityProbe, layer_sparsity
-
-Method = Callable[[nn.Module, torch.Tensor, torch.Tensor, TrainConfig, torch.Generator], torch.Tensor]
-
-
-def standard(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-             generator: torch.Generator) -> torch.Tensor:
-    """Standard training: the clean batch."""
-    return x
-
-
-def pgd_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-           generator: torch.Generator) -> torch.Tensor:
-    """PGD adversarial training: L∞ PGD examples with random start, eps and steps from the config."""
-    return pgd(model, x, y, config.eps, steps=config.pgd_steps, step_size=config.pgd_step_size,
-               generator=generator)
-
-
-METHODS: dict[str, Method] = {
-    "standard": standard,
-    "pgd-at": pgd_at,
-}
 
 
 @dataclass
@@ -68,18 +44,19 @@ def train(config: Config, device: torch.device, on_epoch: Callable[[int], None] 
         loss_sum = correct = 0.0
         for xb, yb in batches(data.train_x, data.train_y, config.train.batch_size, device, shuffle):
             model.eval()  # adversarial examples are made with frozen BatchNorm statistics
-            x_train = method(model, xb, yb, config.train, perturb).detach().requires_grad_(True)
+            step = method(model, xb, yb, config.train, perturb)
+            x_train = step.inputs.detach().requires_grad_(True)
             model.train()
             optimizer.zero_grad(set_to_none=True)
             with SparsityProbe(model) as probe:
                 logits = model(x_train)
-                loss = F.cross_entropy(logits, yb)
+                loss = step.objective(logits)
                 gates = gate_loss(model)
                 (loss if gates is None else loss + config.model.gate_loss_weight * gates).backward()
             means.add(layer_sparsity(model, probe, x_train.grad, config.train.grad_tau))
             optimizer.step()
             loss_sum += loss.item() * len(yb)
-            correct += float((logits.argmax(1) == yb).sum())
+            correct += float((logits[:len(yb)].argmax(1) == yb).sum())
         model.eval()
         layers = means.rows()
         layers[NET].update(

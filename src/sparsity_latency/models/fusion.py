@@ -51,7 +51,7 @@ class FusionSNN(nn.Module):
         if len(modalities) != 2:
             raise ValueError(f"fusion joins two modalities, got {len(modalities)}")
         self.fusion = config.fusion
-        self.names = tuple(name for name, _ in modalities)
+        self.modality_names = tuple(name for name, _ in modalities)
         self.shapes = tuple(shape for _, shape in modalities)
         self.sizes = tuple(math.prod(shape) for shape in self.shapes)
         if self.fusion == "early":
@@ -60,7 +60,7 @@ class FusionSNN(nn.Module):
         else:
             for name, shape in modalities:
                 self.add_module(name, branch_network(config, shape, n_classes))
-            branches = {name: getattr(self, name) for name in self.names}
+            branches = {name: getattr(self, name) for name in self.modality_names}
         if self.fusion == "attention":
             for branch in branches.values():
                 branch.fc = nn.Identity()  # the branches' readouts give way to the attention's
@@ -87,7 +87,7 @@ class FusionSNN(nn.Module):
         if self.fusion == "early":
             return self.joint(torch.cat(self.split(packed), dim=2) if self.concat_channels else packed)
         first, second = self.split(packed)
-        branch_a, branch_b = (getattr(self, name) for name in self.names)
+        branch_a, branch_b = (getattr(self, name) for name in self.modality_names)
         if self.fusion == "late":
             return (branch_a(first) + branch_b(second)) / 2
         fused = self.attention(tokens(branch_a.features(first)), tokens(branch_b.features(second)))

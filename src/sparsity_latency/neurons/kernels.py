@@ -63,13 +63,21 @@ def _bump(distance: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
+def _clamp(v: float, low: float, high: float) -> float:
+    """v clamped to [low, high]; NaN gives `low`, so that a NaN membrane never becomes an index out of range."""
+    if v > low:
+        return v if v < high else high
+    return low
+
+
+@numba.njit(cache=True, nogil=True)
 def _stacked_sigmoid(r: float, low: float, high: float) -> float:
     """`quantizer.stacked_sigmoid_derivative` at one point."""
     n_boundaries = int(high - low)
     if n_boundaries <= STACKED_SIGMOID_EXACT_UP_TO:
         first, last = 0, n_boundaries - 1
     else:
-        nearest = min(max(np.rint(r - low - 0.5), 0), n_boundaries - 1)
+        nearest = _clamp(np.rint(r - low - 0.5), 0, n_boundaries - 1)
         first, last = max(int(nearest) - BUMP_WINDOW, 0), min(int(nearest) + BUMP_WINDOW, n_boundaries - 1)
     total = 0.0
     for k in range(first, last + 1):
@@ -143,7 +151,7 @@ def _backward_kernel(surrogate: str, quant_grad: str, quantized: bool, zero_rese
                     h = value(h_row[j]) * decode
                     fired = h > threshold
                     r = (zero if fired else h) if zero_reset else (h - threshold if fired else h)
-                    index[j] = np.int32(min(max((r - table_start) * table_scale, zero), last))
+                    index[j] = np.int32(_clamp((r - table_start) * table_scale, zero, last))
             for j in range(width):
                 h = value(h_row[j]) * decode
                 slope = slope_of(h - threshold, param, one, zero, half_pi)
