@@ -110,8 +110,8 @@ def test_event_flip_keeps_counts_on_the_event_grid_and_within_budget() -> None:
     unit = 1 / 3
     x = torch.randint(0, 4, (4, 6, 2, 4, 4)).float() * unit  # counts 0..3 events → 0, 1/3, 2/3, 1
     y = torch.randint(0, 3, (6,))
-    for budget in (0, 1, 5, 40):
-        x_adv = event_flip(model, x, y, budget, unit=unit, steps=3)
+    for budget, steps in ((0, 3), (1, 3), (5, 3), (40, 3), (1000, 1)):  # 1000 > the 128 bins of a sample
+        x_adv = event_flip(model, x, y, budget, unit=unit, steps=steps)
         events_changed = ((x_adv - x).abs() / unit).round()
         assert torch.allclose((x_adv - x).abs(), events_changed * unit, atol=1e-6)  # whole events only
         assert events_changed.max() <= 1  # each bin changed by at most one event
@@ -212,11 +212,14 @@ def test_evaluation_rows_carry_each_run_and_its_checks() -> None:
     net = {(r["attack"], r["variant"], r["eps"]): r for r in rows if r["layer"] == NET}
     assert set(net) == {("fgsm", "main", 0.0), ("fgsm", "main", 0.05), ("pgd", "main", 0.0), ("pgd", "main", 0.05),
                         ("pgd-l2", "main", 0.5), ("event-flip", "main", 4.0),
+                        ("apgd-ce", "main", 0.0), ("apgd-ce", "main", 0.05),  # no adaptive attack listed: added
                         ("pgd", "more-steps", 0.05), ("pgd", "more-restarts", 0.05), ("pgd", "chance", 1.0)}
     assert net["pgd", "more-steps", 0.05]["steps"] == 4 and net["pgd", "more-restarts", 0.05]["restarts"] == 2
     assert net["event-flip", "main", 4.0]["norm"] == "events"
     checks = [r for r in rows if r["layer"] == CHECK]
-    assert {r["check"] for r in checks} == {"more-steps", "more-restarts", "eps-monotone", "chance", "below-clean"}
+    assert {r["check"] for r in checks} == {"more-steps", "more-restarts", "adaptive", "eps-monotone", "chance",
+                                            "below-clean"}
+    assert {r["check_reference"] for r in checks if r["check"] == "adaptive"} == {"apgd-ce"}
     for r in checks:  # each check row repeats the accuracy it checked
         assert r["robust_accuracy"] == net[r["attack"], r["variant"], r["eps"]]["robust_accuracy"]
         tolerance = max(0.02, 1 / 12)
@@ -225,11 +228,13 @@ def test_evaluation_rows_carry_each_run_and_its_checks() -> None:
     assert chance["check_bound_accuracy"] == 0.25
 
 
-def test_checks_off_and_pgd_added_only_for_them() -> None:
+def test_checks_off_and_pgd_and_an_adaptive_attack_added_only_for_them() -> None:
     model = _snn()
     x, y = _snn_batch(batch=8)
     rows = evaluate_attacks(model, x, y, _small_attack_config(attacks=("fgsm",), checks=False), 0.01, 0, CPU,
                             n_classes=4)
     assert {r["attack"] for r in rows} == {"fgsm"} and not any(r["layer"] == CHECK for r in rows)
     rows = evaluate_attacks(model, x, y, _small_attack_config(attacks=("fgsm",)), 0.01, 0, CPU, n_classes=4)
-    assert {r["attack"] for r in rows} == {"fgsm", "pgd"}
+    assert {r["attack"] for r in rows} == {"fgsm", "pgd", "apgd-ce"}
+    rows = evaluate_attacks(model, x, y, _small_attack_config(attacks=("fgsm", "rga")), 0.01, 0, CPU, n_classes=4)
+    assert {r["attack"] for r in rows} == {"fgsm", "rga", "pgd"}  # an adaptive attack is listed: no apgd-ce added

@@ -98,6 +98,8 @@ def test_attack_command_reports_masking_checks(study_copy: Path) -> None:
     assert strict.returncode == 1 and "gradient masking suspected" in strict.stdout
     bad = run_cli("attack", directory, "--set", "train.epochs=5")
     assert bad.returncode == 2 and "attack.* keys only" in bad.stderr
+    unchecked = run_cli("attack", directory, "--set", "attack.checks=false", "--strict")
+    assert unchecked.returncode == 2 and "--strict needs the gradient-masking checks" in unchecked.stderr
 
 
 def test_attack_and_profile_find_a_run_by_id(study_copy: Path) -> None:

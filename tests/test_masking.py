@@ -55,3 +55,13 @@ def test_missing_evaluations_are_skipped_and_failures_read_as_one_line() -> None
     row = {"check": "adaptive", "attack": "pgd", "variant": "main", "eps": 0.03, "robust_accuracy": 0.4,
            "check_bound_accuracy": 0.2, "check_reference": "rga"}
     assert describe_check(row) == "adaptive: pgd (main) at eps 0.03 has accuracy 0.400, above 0.200 of rga"
+
+
+def test_one_sample_more_never_fails_even_where_floating_point_rounds_up() -> None:
+    """(k + 1)/n > k/n + 1/n in floating point for n = 24, k = 4 (and k = 13, 16, 19, 22)."""
+    for k in (4, 13, 16, 19, 22):
+        accuracies = {**_sound(), ("pgd", "main", 0.03): k / 24, ("pgd", "more-steps", 0.03): (k + 1) / 24,
+                      ("pgd", "more-restarts", 0.03): k / 24, ("rga", "main", 0.03): 1.0,
+                      ("pgd", "main", 0.1): k / 24}
+        assert ("more-steps", 0.03) not in [(c[0], c[1]) for c in _failed(accuracies, n_samples=24)]
+    assert (5 / 24) > (4 / 24) + (1 / 24)  # the rounding this guards against

@@ -36,4 +36,7 @@ def test_multimodal_study_runs_every_fusion_head_and_learns(tmp_path: Path) -> N
     assert sorted(fusions) == ["attention"] * 4 + ["early"] * 4 + ["late"] * 4
     assert sum(accuracies) / len(accuracies) > 0.25  # ten classes: chance is 0.1
     correlations = pd.read_parquet(tmp_path / "multimodal" / "correlations.parquet")
-    assert len(correlations) > 0 and json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    assert len(correlations) == len(report["correlations"]) > 0
+    assert {row["method"] for row in report["robustness"]} == {"standard", "pgd-at"}
+    assert report["flagged"] == {}  # checks are off in this study

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,8 @@ def test_table_is_the_mean_over_seeds_of_each_methods_main_evaluations(tiny_stud
         assert row["runs"] == len(chosen) == 3  # three seeds
         assert row["robust_accuracy"] == chosen["robust_accuracy"].mean()
         assert row["clean_accuracy"] == chosen["clean_accuracy"].mean()
-    assert set(table["attack"]) == {"fgsm", "pgd"} and set(table["method"]) == {"standard", "pgd-at"}
+    assert set(table["attack"]) == {"fgsm", "pgd", "apgd-ce"}  # apgd-ce: the checks add an adaptive attack
+    assert set(table["method"]) == {"standard", "pgd-at"}
 
 
 def test_a_failed_check_flags_its_run_in_the_table_and_the_study_output(tiny_config: Path, study_copy: Path) -> None:
@@ -45,3 +47,10 @@ def test_a_failed_check_flags_its_run_in_the_table_and_the_study_output(tiny_con
     assert "mean accuracy under attack" in result.stdout
     assert f"gradient masking suspected in {directory.name}: {flagged[directory.name][0]}" in " ".join(
         result.stdout.split())
+    as_json = run_cli("study", tiny_config, "--out", study_copy.parent, "--json")
+    report = json.loads(as_json.stdout)
+    assert report["flagged"] == flagged and len(report["robustness"]) == len(table) and report["correlations"]
+    correlated = run_cli("correlate", study_copy, "--out", study_copy.parent / "corr")
+    assert correlated.returncode == 0, correlated.stderr
+    assert f"note: 1 of 6 runs failed gradient-masking checks; their gradients may mislead: {directory.name}" in (
+        " ".join(correlated.stdout.split()))

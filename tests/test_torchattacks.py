@@ -151,20 +151,23 @@ def test_pgd_l2_agrees_with_torchattacks_pgdl2(snn) -> None:
 
 @pytest.mark.parametrize("eps", [0.03, 0.05])
 def test_apgd_is_no_weaker_than_torchattacks_apgd(snn, eps: float) -> None:
-    """Same eps, steps, one restart, the cross-entropy. The two differ in their random starts (ours uniform in the
-    ball, theirs scaled out to its boundary) and checkpoints (ours the paper's ⌈p_j·N⌉; theirs, for 10 steps, after
-    every step from the 2nd on), so single runs differ: over ten seeds (40 runs of 64 samples) ours left 37 fewer
-    samples robust in all, but three runs came out 1-2 samples weaker. On this seed ours is at least as strong:
-    robust samples ours vs theirs (fp32-atan / ternary, clean 60 / 57 of 64) 22 vs 25 / 19 vs 20 at eps 0.03, and
-    5 vs 5 / 12 vs 14 at eps 0.05."""
+    """Same eps, steps, one restart, the cross-entropy, summed over three seeds. The two differ in their random
+    starts (ours uniform in the ball, theirs scaled out to its boundary) and checkpoints (ours the paper's
+    ⌈p_j·N⌉; theirs, for 10 steps, after every step from the 2nd on), so single runs differ: over ten seeds (40
+    runs of 64 samples) ours left 37 fewer samples robust in all, but three single runs came out 1-2 samples
+    weaker. Hence the comparison of totals over seeds."""
     model, x, y = snn
-    attack = torchattacks.APGD(reference(model), eps=eps, steps=10, n_restarts=1, loss="ce", seed=0)
-    theirs = to_time_major(attack(as_images(x), y))
-    ours = apgd(model, x, y, eps, steps=10, generator=torch.Generator().manual_seed(0))
-    assert (ours - x).abs().max() <= eps + 1e-6
-    clean, robust_theirs, robust_ours = accuracy(model, x, y), accuracy(model, theirs, y), accuracy(model, ours, y)
-    assert robust_theirs < clean  # their attack works on this batch ...
-    assert robust_ours < clean  # ... and so does ours
+    clean = accuracy(model, x, y)
+    robust_ours = robust_theirs = 0.0
+    for seed in range(3):
+        attack = torchattacks.APGD(reference(model), eps=eps, steps=10, n_restarts=1, loss="ce", seed=seed)
+        theirs = to_time_major(attack(as_images(x), y))
+        ours = apgd(model, x, y, eps, steps=10, generator=torch.Generator().manual_seed(seed))
+        assert (ours - x).abs().max() <= eps + 1e-6
+        robust_theirs += accuracy(model, theirs, y)
+        robust_ours += accuracy(model, ours, y)
+    assert robust_theirs < 3 * clean  # their attack works on this batch ...
+    assert robust_ours < 3 * clean  # ... and so does ours
     assert robust_ours <= robust_theirs
 
 

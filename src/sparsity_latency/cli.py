@@ -177,6 +177,8 @@ def attack(
     if eps is not None:
         changes["attack.eps"] = _floats(eps, "--eps")
     cfg = with_changes(manifest_config(read_manifest(directory)), changes)
+    if strict and not cfg.attack.checks:
+        raise InputError("--strict needs the gradient-masking checks: drop attack.checks=false")
     attack_stage(directory, _device(device), cfg.attack)
     frame = read_table(directory / "attack.parquet", "attack")
     _print_attack(frame, directory.name, as_json)
@@ -249,7 +251,17 @@ def correlate(
 
     if eps is not None and not (math.isfinite(eps) and eps >= 0):
         raise InputError(f"eps must be >= 0, got {eps}")
-    _print_correlations(correlate_into(results, out, attack, eps), as_json)
+    correlations = correlate_into(results, out, attack, eps)
+    _print_correlations(correlations, as_json)
+    if not as_json:
+        from sparsity_latency.robustness import flagged_runs
+        from sparsity_latency.runs import complete_runs
+
+        directories = complete_runs(results)
+        flagged = flagged_runs(directories)
+        if flagged:
+            console.print(f"[bold red]note[/]: {len(flagged)} of {len(directories)} runs failed gradient-masking "
+                          f"checks; their gradients may mislead: {', '.join(flagged)}")
 
 
 @app.command()
@@ -281,10 +293,19 @@ def study(
             progress.update(task, advance=1, description=f"{run_id} {stage}{' (done before)' if skipped else ''}")
 
         result = run_study(cfg, out, torch_device, on_stage)
-    if not as_json:
-        console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
-                      f"({result.stages_run} stages run, {result.stages_skipped} already complete)")
-        _print_robustness([result.directory / run_id for run_id in result.run_ids])
+    directories = [result.directory / run_id for run_id in result.run_ids]
+    if as_json:
+        from sparsity_latency.robustness import flagged_runs, robustness_table
+
+        console.print_json(json.dumps({
+            "correlations": json.loads(result.correlations.to_json(orient="records")),
+            "robustness": json.loads(robustness_table(directories).to_json(orient="records")),
+            "flagged": flagged_runs(directories),
+        }))
+        return
+    console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
+                  f"({result.stages_run} stages run, {result.stages_skipped} already complete)")
+    _print_robustness(directories)
     _print_correlations(result.correlations, as_json)
 
 

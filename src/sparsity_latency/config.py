@@ -308,6 +308,7 @@ def check_config(config: Config) -> None:
     from sparsity_latency.models.layers import NEURONS, SNNTORCH_SURROGATES
     from sparsity_latency.models.quantized import WEIGHT_QUANTIZERS, check_weight_bits
     from sparsity_latency.neurons import QUANT_GRADS, RESETS, SURROGATES
+    from sparsity_latency.neurons.surrogates import surrogate_param
 
     def known(name: str, value: str, registry: dict | tuple) -> None:
         _require(value in registry, f"unknown {name} '{value}' (known: {', '.join(sorted(registry))})")
@@ -404,6 +405,24 @@ def check_config(config: Config) -> None:
     non_negative("attack.pgd_step_size", attack.pgd_step_size)
     known("surrogate", attack.swap_surrogate, SURROGATES)
     non_negative("attack.swap_param", attack.swap_param)
+    if "surrogate-swap" in attack.attacks:
+        _require((attack.swap_surrogate, surrogate_param(attack.swap_surrogate, attack.swap_param))
+                 != (model.surrogate, surrogate_param(model.surrogate, model.surrogate_param)),
+                 f"config 'attack.swap_surrogate': surrogate-swap with the model's own surrogate ({model.surrogate}) "
+                 "is plain PGD; choose a smoother one (e.g. atan)")
+    if "event-flip" in attack.attacks:
+        _require(float(data.frame_clip).is_integer(),
+                 f"config 'data.frame_clip' must be a whole number of events for event-flip (one event = "
+                 f"1/frame_clip of input), got {data.frame_clip}")
+    if attack.checks:
+        _require(len(attack.eps) > 0, "config 'attack.eps' is empty, but the gradient-masking checks run PGD at it "
+                 "(or set attack.checks = false)")
+        _require(attack.check_steps_factor >= 2,
+                 f"config 'attack.check_steps_factor' must be >= 2 (more steps than PGD's), "
+                 f"got {attack.check_steps_factor}")
+        _require(attack.check_restarts > attack.restarts,
+                 f"config 'attack.check_restarts' ({attack.check_restarts}) must be more than attack.restarts "
+                 f"({attack.restarts})")
     _require(0 < attack.check_eps <= 1, f"config 'attack.check_eps' must be in (0, 1], got {attack.check_eps}")
     _require(0 <= attack.check_tolerance < 1,
              f"config 'attack.check_tolerance' must be in [0, 1), got {attack.check_tolerance}")

@@ -11,7 +11,15 @@ from torch import nn
 
 from sparsity_latency.attacks import ATTACKS, AttackContext, budgets
 from sparsity_latency.config import AttackConfig
-from sparsity_latency.masking import CHANCE, CHECKED_ATTACK, MAIN, MORE_RESTARTS, MORE_STEPS, masking_checks
+from sparsity_latency.masking import (
+    ADAPTIVE_ATTACK,
+    CHANCE,
+    CHECKED_ATTACK,
+    MAIN,
+    MORE_RESTARTS,
+    MORE_STEPS,
+    masking_checks,
+)
 from sparsity_latency.probes import CHECK, NET, LayerMeans, SparsityProbe, layer_sparsity
 
 
@@ -41,23 +49,28 @@ class Evaluation:
     variant: str = MAIN
     steps: int = 0  # 0: the config's
     restarts: int = 0  # 0: the config's
+    step_size: float | None = None  # None: the config's; 0: 2.5·eps/steps
 
 
 def evaluations(config: AttackConfig) -> list[Evaluation]:
     """Every attack × budget of the config, then the extra PGD runs its gradient-masking checks need.
 
-    The checks hold plain PGD to account, so PGD is evaluated whenever checks are on, listed or not.
+    The checks hold plain PGD to account against an adaptive attack, so with checks on PGD is evaluated
+    whether listed or not, and APGD-CE too when no adaptive attack is listed.
     """
     names = list(config.attacks)
     if config.checks and CHECKED_ATTACK not in names:
         names.append(CHECKED_ATTACK)
+    if config.checks and not any(ATTACKS[name].adaptive for name in names):
+        names.append(ADAPTIVE_ATTACK)
     planned = [Evaluation(name, eps) for name in names for eps in budgets(config, name)]
     if config.checks:
         more_steps = config.pgd_steps * config.check_steps_factor
         for eps in (eps for eps in config.eps if eps > 0):  # at eps 0 every PGD run returns the clean input
             planned.append(Evaluation(CHECKED_ATTACK, eps, MORE_STEPS, steps=more_steps))
             planned.append(Evaluation(CHECKED_ATTACK, eps, MORE_RESTARTS, restarts=config.check_restarts))
-        planned.append(Evaluation(CHECKED_ATTACK, config.check_eps, CHANCE, steps=more_steps))
+        # at check_eps the default step (2.5·eps/steps) spans the ball whatever step size the config fixes
+        planned.append(Evaluation(CHECKED_ATTACK, config.check_eps, CHANCE, steps=more_steps, step_size=0.0))
     return planned
 
 
@@ -77,7 +90,7 @@ def evaluate_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
     rows, accuracies, described = [], {}, {}
     for evaluation in evaluations(config):
         context = AttackContext(config, torch.Generator().manual_seed(seed), event_unit, evaluation.steps,
-                                evaluation.restarts)
+                                evaluation.restarts, evaluation.step_size)
         robust, layers = attack_once(model, x, y, evaluation, context, tau, device)
         key = evaluation.attack, evaluation.variant, evaluation.eps
         accuracies[key] = robust
@@ -88,7 +101,8 @@ def evaluate_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config:
         layers[NET].update(clean_accuracy=clean, robust_accuracy=robust)
         rows.extend({**described[key], "layer": layer, **values} for layer, values in layers.items())
     if config.checks:
-        adaptive = tuple(name for name in config.attacks if ATTACKS[name].adaptive)
+        adaptive = tuple(dict.fromkeys(name for name, variant, _ in accuracies
+                                       if variant == MAIN and ATTACKS[name].adaptive))
         for check in masking_checks(accuracies, clean, n_classes, adaptive, config.check_eps, config.check_tolerance,
                                     len(x)):
             rows.append({**described[check.attack, check.variant, check.eps], "layer": CHECK,

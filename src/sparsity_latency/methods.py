@@ -117,7 +117,7 @@ def trades_examples(model: nn.Module, x: torch.Tensor, config: TrainConfig,
     """
     with torch.no_grad():
         clean = F.softmax(model(x), dim=1)
-    noise = torch.empty(x.shape).normal_(generator=generator).to(x.device)
+    noise = torch.empty(x.shape).normal_(generator=generator).to(x)
     x_adv = (x + TRADES_START_SCALE * noise).detach()
     step_size = default_step_size(config.eps, config.pgd_steps, config.pgd_step_size)
     for _ in range(config.pgd_steps):

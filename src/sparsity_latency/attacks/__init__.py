@@ -37,10 +37,15 @@ class AttackContext:
     event_unit: float = 1.0  # input value of one event in a frame bin (1 / data.frame_clip)
     steps: int = 0  # PGD steps of this evaluation (0 = config.pgd_steps); the checks run more
     restarts: int = 0  # random restarts (0 = config.restarts)
+    step_size: float | None = None  # PGD step (None = config.pgd_step_size; 0 = 2.5·eps/steps)
 
     @property
     def pgd_steps(self) -> int:
         return self.steps or self.config.pgd_steps
+
+    @property
+    def pgd_step_size(self) -> float:
+        return self.config.pgd_step_size if self.step_size is None else self.step_size
 
     @property
     def pgd_restarts(self) -> int:
@@ -74,7 +79,7 @@ class Attack:
 
 def _pgd(norm: str) -> Runner:
     def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, ctx: AttackContext) -> torch.Tensor:
-        return pgd(model, x, y, eps, steps=ctx.pgd_steps, step_size=ctx.config.pgd_step_size, norm=norm,
+        return pgd(model, x, y, eps, steps=ctx.pgd_steps, step_size=ctx.pgd_step_size, norm=norm,
                    restarts=ctx.pgd_restarts, generator=ctx.generator)
     return run
 

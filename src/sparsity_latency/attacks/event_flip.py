@@ -16,9 +16,10 @@ On a linear model the ranking is exact, and one round finds the best set of flip
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from sparsity_latency.attacks.gradients import from_per_sample, input_gradient, per_sample
+from sparsity_latency.attacks.gradients import from_per_sample, per_sample, score_gradient
 
 TOLERANCE = 1e-6  # values within this of a unit boundary count as on it (normalized counts are k · unit)
 
@@ -32,18 +33,17 @@ def event_flip(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: int, 
     flipped = torch.zeros_like(flat, dtype=torch.bool)
     used = torch.zeros(len(flat), dtype=torch.long, device=x.device)
     for round_index in range(steps):
-        current = from_per_sample(flat, x)
-        grad, _ = input_gradient(model, current, y)
+        grad, logits = score_gradient(model, from_per_sample(flat, x),
+                                      lambda z: F.cross_entropy(z, y, reduction="none"))
         active = used < budget
         if stop_when_fooled:
-            with torch.no_grad():
-                active &= model(current).argmax(1) == y
+            active &= logits.argmax(1) == y
         quota = torch.div(budget - used + (steps - round_index) - 1, steps - round_index, rounding_mode="floor")
         quota = torch.where(active, quota, torch.zeros_like(quota))
         if int(quota.max()) == 0:
             break
         gain, delta = _flip_gains(flat, per_sample(grad), unit, flipped)
-        top_gain, top_index = gain.topk(int(quota.max()), dim=1)
+        top_gain, top_index = gain.topk(min(int(quota.max()), gain.shape[1]), dim=1)
         rank = torch.arange(top_index.shape[1], device=x.device).expand_as(top_index)
         take = (rank < quota[:, None]) & (top_gain > 0)
         rows = torch.arange(len(flat), device=x.device)[:, None].expand_as(top_index)[take]

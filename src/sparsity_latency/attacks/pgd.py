@@ -41,10 +41,10 @@ def default_step_size(eps: float, steps: int, step_size: float = 0.0) -> float:
 def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
     """A random point of the eps ball around x, clamped to the input range (drawn on the CPU)."""
     if norm == "linf":
-        noise = torch.empty(x.shape).uniform_(-eps, eps, generator=generator).to(x.device)
+        noise = torch.empty(x.shape).uniform_(-eps, eps, generator=generator).to(x)
         return clamp_input(x + noise).detach()
-    direction = torch.empty(x.shape).normal_(generator=generator).to(x.device)
-    radius = torch.empty(x.shape[1]).uniform_(0, 1, generator=generator).to(x.device)
+    direction = torch.empty(x.shape).normal_(generator=generator).to(x)
+    radius = torch.empty(x.shape[1]).uniform_(0, 1, generator=generator).to(x)
     scale = per_sample_shape(radius / l2_norms(direction) * eps, x)
     return clamp_input(x + direction * scale).detach()
 
