@@ -97,18 +97,26 @@ def test_attack_command_reports_masking_checks(study_copy: Path) -> None:
                      "--strict", "--device", "cpu")
     assert strict.returncode == 1 and "gradient masking suspected" in strict.stdout
     bad = run_cli("attack", directory, "--set", "train.epochs=5")
-    assert bad.returncode == 2 and "attack.* keys only" in bad.stderr
+    assert bad.returncode == 2 and "attack.* keys only here" in bad.stderr
     unchecked = run_cli("attack", directory, "--set", "attack.checks=false", "--strict")
     assert unchecked.returncode == 2 and "--strict needs the gradient-masking checks" in unchecked.stderr
 
 
 def test_attack_and_profile_find_a_run_by_id(study_copy: Path) -> None:
     directory = _run_dirs(study_copy)[-1]
-    result = run_cli("profile", directory.name, "--out", study_copy.parent, "--json")
+    result = run_cli("profile", directory.name, "--out", study_copy.parent, "--json", "--set",
+                     "profile.exit_thresholds=[0.0, 0.5]")
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    rows = report["latency"]
     assert {row["batch_size"] for row in rows} == {1, 8}
-    assert all(row["wall_ms_p95"] >= row["wall_ms_p50"] > 0 for row in rows)
+    assert all(row["wall_ms_p95"] >= row["wall_ms_p50"] > 0 and row["wall_repeats"] >= 3 for row in rows)
+    exits = {row["exit_threshold"]: row for row in report["early_exit"]}
+    assert set(exits) == {0.0, 0.5}
+    assert exits[0.0]["decision_time_steps"] == 1.0 and exits[0.0]["exit_fraction"] == 1.0  # θ 0: decide at once
+    assert 1.0 <= exits[0.5]["decision_time_steps"] <= 4.0  # T = 4
+    bad = run_cli("profile", directory, "--set", "attack.eps=[0.1]")
+    assert bad.returncode == 2 and "profile.* keys only" in bad.stderr
 
 
 def test_correlate_command_writes_elsewhere_when_asked(study_copy: Path, tmp_path: Path) -> None:

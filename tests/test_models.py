@@ -139,6 +139,7 @@ def test_training_adds_the_weighted_gate_loss() -> None:
         "data": {"train_samples": 32, "test_samples": 8, "time_steps": 3},
         "model": {"channels": [4, 8], "gating": True},
         "train": {"epochs": 1, "batch_size": 16},
+        "profile": {"backends": ["dense"]},  # the event engine does not run gated networks
     })
     weighted = train(base, torch.device("cpu")).model.gate1.predictor.weight.detach().clone()
     unweighted = train(with_changes(base, {"model.gate_loss_weight": 0.0}), torch.device("cpu"))

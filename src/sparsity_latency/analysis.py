@@ -24,7 +24,7 @@ from scipy import stats
 
 from sparsity_latency import runs
 from sparsity_latency.errors import InputError
-from sparsity_latency.latency.profile import BACKEND_DENSE
+from sparsity_latency.latency.backends import BACKEND_DENSE
 from sparsity_latency.masking import MAIN
 from sparsity_latency.metrics import GRAD_FORMS
 from sparsity_latency.probes import NET

@@ -102,11 +102,25 @@ def _floats(text: str, option: str) -> list[float]:
     return values
 
 
-def _names(text: str) -> list[str]:
+def _names(text: str, option: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
-        raise InputError(f"--attack takes comma-separated attack names, got '{text}'")
+        raise InputError(f"{option} takes comma-separated names, got '{text}'")
     return names
+
+
+def _section_overrides(items: list[str] | None, section: str) -> dict[str, Any]:
+    """`--set` items of a command that changes one section of a run's config (the rest of the run is fixed)."""
+    from sparsity_latency.config import parse_override
+
+    changes: dict[str, Any] = {}
+    for item in items or []:
+        key, value = parse_override(item)
+        if not key.startswith(f"{section}."):
+            raise InputError(f"--set takes {section}.* keys only here (the run's other settings are fixed), "
+                             f"got '{key}'")
+        changes[key] = value
+    return changes
 
 
 @app.command()
@@ -161,19 +175,14 @@ def attack(
 
     Example: sparsity-latency attack results/smoke/pgd-at-s0-1a2b3c4d5e --attack pgd,rga --eps 0.01,0.03
     """
-    from sparsity_latency.config import parse_override, with_changes
+    from sparsity_latency.config import with_changes
     from sparsity_latency.runs import find_run, manifest_config, read_manifest, read_table
     from sparsity_latency.stages import attack_stage
 
     directory = find_run(run, out)
-    changes: dict[str, Any] = {}
-    for item in set_ or []:
-        key, value = parse_override(item)
-        if not key.startswith("attack."):
-            raise InputError(f"attack --set takes attack.* keys only (the run's other settings are fixed), got '{key}'")
-        changes[key] = value
+    changes = _section_overrides(set_, "attack")
     if attack is not None:
-        changes["attack.attacks"] = _names(attack)
+        changes["attack.attacks"] = _names(attack, "--attack")
     if eps is not None:
         changes["attack.eps"] = _floats(eps, "--eps")
     cfg = with_changes(manifest_config(read_manifest(directory)), changes)
@@ -214,23 +223,41 @@ def _print_attack(frame: pd.DataFrame, run_name: str, as_json: bool) -> None:
 @guarded
 def profile(
     run: RunArg,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="Backends, comma-separated: dense (torch), event (event-driven engine).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a profile key: --set profile.batch_sizes=[1,8] (see docs/config.md).")] = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure latency of a trained run (wall-clock, SynOps, MACs, energy); writes profile.parquet.
+    """Measure latency of a trained run: wall-clock per backend (network and per layer), SynOps, MACs, energy,
+    time steps to decision under early exit; writes profile.parquet (docs/latency.md).
 
-    Example: sparsity-latency profile results/smoke/standard-s0-1a2b3c4d5e
+    Example: sparsity-latency profile results/smoke/standard-s0-1a2b3c4d5e --backend dense,event
     """
-    from sparsity_latency.runs import find_run, read_table
+    from sparsity_latency.config import with_changes
+    from sparsity_latency.latency.profile import EXIT
+    from sparsity_latency.runs import find_run, manifest_config, read_manifest, read_table
     from sparsity_latency.stages import profile_stage
 
     directory = find_run(run, out)
-    profile_stage(directory, _device(device))
+    changes = _section_overrides(set_, "profile")
+    if backend is not None:
+        changes["profile.backends"] = _names(backend, "--backend")
+    cfg = with_changes(manifest_config(read_manifest(directory)), changes)
+    profile_stage(directory, _device(device), cfg.profile)
     frame = read_table(directory / "profile.parquet", "profile")
-    net = frame[frame["layer"] == NET][["backend", "batch_size", "threads", "wall_ms_p50",
-                                              "wall_ms_p95", "synops", "macs", "energy_pj", "time_steps"]]
-    _print_frame(net, f"profile · {directory.name}", as_json)
+    net = frame[frame["layer"] == NET][["backend", "batch_size", "threads", "wall_ms_p50", "wall_ms_p95",
+                                        "wall_repeats", "synops", "macs", "energy_pj", "time_steps"]]
+    exits = frame[frame["layer"] == EXIT][["exit_threshold", "decision_time_steps", "exit_accuracy",
+                                           "exit_fraction"]]
+    if as_json:
+        console.print_json(json.dumps({"latency": json.loads(net.to_json(orient="records")),
+                                       "early_exit": json.loads(exits.to_json(orient="records"))}))
+        return
+    _print_frame(net, f"profile · {directory.name}", False)
+    _print_frame(exits, "time steps to decision (early exit)", False)
 
 
 @app.command()

@@ -126,9 +126,13 @@ class AttackConfig:
 class ProfileConfig:
     """Wall-clock measurement and the energy model's coefficients."""
 
+    backends: tuple[str, ...] = ("dense", "event")  # "dense" torch forward, "event"-driven engine (docs/latency.md)
     batch_sizes: tuple[int, ...] = (1, 32)
     warmup: int = 3
-    repeats: int = 15
+    repeats: int = 15  # timed passes at least …
+    max_repeats: int = 200  # … and at most, until the median moves by less than stable_tolerance between rounds
+    stable_tolerance: float = 0.02  # relative change of the median that counts as stable
+    exit_thresholds: tuple[float, ...] = (0.5, 0.7, 0.9, 0.99)  # early exit: confidence needed to decide
     threads: int = 1
     samples: int = 64  # test samples over which operation counts are averaged
     ac_pj: float = 0.9  # energy per accumulate, 45 nm (Horowitz 2014)
@@ -302,6 +306,7 @@ def check_config(config: Config) -> None:
     """Check values and names against the registries; raise InputError naming the first bad key."""
     from sparsity_latency.attacks import ATTACKS, BUDGET_KEYS
     from sparsity_latency.data import check_dataset_name
+    from sparsity_latency.latency.backends import BACKENDS, event_backend_problem
     from sparsity_latency.methods import METHODS
     from sparsity_latency.models import MODELS
     from sparsity_latency.models.fusion import FUSIONS
@@ -430,6 +435,20 @@ def check_config(config: Config) -> None:
              "config 'profile.batch_sizes' must list batch sizes > 0")
     _require(len(set(profile.batch_sizes)) == len(profile.batch_sizes),
              "config 'profile.batch_sizes' lists a batch size twice")
+    for backend in profile.backends:
+        known("backend", backend, BACKENDS)
+    _require(len(profile.backends) > 0 and len(set(profile.backends)) == len(profile.backends),
+             "config 'profile.backends' must list each backend once")
+    if "event" in profile.backends:
+        problem = event_backend_problem(model.name, model.neuron, model.gating, data.name)
+        _require(problem is None, f"config 'profile.backends': the event engine cannot run this network: {problem} "
+                 "(set profile.backends = [\"dense\"])")
+    _require(profile.max_repeats >= profile.repeats,
+             f"config 'profile.max_repeats' ({profile.max_repeats}) must be >= profile.repeats ({profile.repeats})")
+    _require(0 < profile.stable_tolerance < 1,
+             f"config 'profile.stable_tolerance' must be in (0, 1), got {profile.stable_tolerance}")
+    _require(all(0 <= t <= 1 for t in profile.exit_thresholds),
+             f"config 'profile.exit_thresholds' must lie in [0, 1], got {list(profile.exit_thresholds)}")
     for key in ("repeats", "threads", "samples"):
         positive(f"profile.{key}", getattr(profile, key))
     for key in ("warmup", "ac_pj", "mac_pj", "memory_pj_per_bit"):

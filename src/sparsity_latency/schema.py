@@ -11,9 +11,10 @@ import pandas as pd
 from sparsity_latency.errors import InputError
 from sparsity_latency.probes import GRAD_COLUMNS
 
-SCHEMA_VERSION = 3  # 3: attack table with norm, variant, steps, restarts and the gradient-masking checks
+SCHEMA_VERSION = 4  # 4: profile table with wall-clock repeats, per-layer latency and early exit (3: attack checks)
 
 STR, INT, FLOAT, BOOL = "string", "int64", "float64", "boolean"
+NULLABLE_INT = "Int64"  # an integer column that some rows leave empty
 
 RUN_COLUMNS = {"run_id": STR, "method": STR, "seed": INT}
 
@@ -33,6 +34,8 @@ TABLES: dict[str, dict[str, str]] = {
     "profile": {
         **RUN_COLUMNS, "backend": STR, "batch_size": INT, "layer": STR, "threads": INT,
         "time_steps": FLOAT, "wall_ms_p50": FLOAT, "wall_ms_p95": FLOAT, "wall_ms_std": FLOAT,
+        "wall_repeats": NULLABLE_INT, "wall_converged": BOOL, "layer_ms_p50": FLOAT,
+        "exit_threshold": FLOAT, "decision_time_steps": FLOAT, "exit_accuracy": FLOAT, "exit_fraction": FLOAT,
         "spike_count": FLOAT, "spike_sparsity": FLOAT, "synops": FLOAT, "macs": FLOAT,
         "membrane_traffic_bits": FLOAT, "energy_pj": FLOAT, "gate_open_fraction": FLOAT,
         "weight_memory_bits": FLOAT, "other_param_memory_bits": FLOAT, "membrane_memory_bits": FLOAT,
@@ -59,7 +62,7 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> None:
             raise InputError(f"{source}: wrong schema: missing column '{column}'")
         actual = frame[column].dtype
         ok = (pd.api.types.is_string_dtype(actual) if dtype == STR
-              else pd.api.types.is_integer_dtype(actual) if dtype == INT
+              else pd.api.types.is_integer_dtype(actual) if dtype in (INT, NULLABLE_INT)
               else pd.api.types.is_bool_dtype(actual) if dtype == BOOL
               else pd.api.types.is_float_dtype(actual))
         if not ok:

@@ -89,7 +89,7 @@ def profile_stage(directory: Path, device: torch.device, profile: ProfileConfig 
     """Measure op counts, energy and wall-clock latency of a trained run."""
     manifest, config, data, model = load_trained(directory, device)
     profile = profile or config.profile
-    rows = profile_model(model, data.test_x, profile, config.model.membrane_bits, device)
+    rows = profile_model(model, data.test_x, data.test_y, profile, config.model.membrane_bits, device)
     runs.write_table(directory / "profile.parquet", [{**_run_columns(manifest), **r} for r in rows],
                      "profile")
     runs.mark_stage(directory, "profile", config_to_dict(profile), device=str(device))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch import nn
 
 from sparsity_latency.config import ProfileConfig
+from sparsity_latency.errors import InputError
+from sparsity_latency.latency.backends import BACKEND_DENSE, BACKEND_EVENT
+from sparsity_latency.latency.early_exit import early_exit, step_logits_of
+from sparsity_latency.latency.layer_timing import LayerMeasure, dense_layer_measure, median_layer_ms
 from sparsity_latency.latency.memory import model_memory_bits
 from sparsity_latency.latency.opcount import (
     EnergyModel,
@@ -21,13 +25,13 @@ from sparsity_latency.latency.opcount import (
     membrane_traffic_bits,
     synops,
 )
-from sparsity_latency.latency.timing import fixed_threads, per_sample_ms
+from sparsity_latency.latency.timing import fixed_threads, time_per_sample
 from sparsity_latency.metrics import spike_sparsity
 from sparsity_latency.models.gating import ChannelGate
 from sparsity_latency.neurons import storage_bits
 from sparsity_latency.probes import NET, SparsityProbe, spiking_layers, weight_layers
 
-BACKEND_DENSE = "dense"
+EXIT = "__exit__"  # layer name of the early-exit rows
 SUMMED = ("synops", "macs", "spike_count", "membrane_traffic_bits", "energy_pj")  # `__net__` = Σ over layers
 
 
@@ -126,26 +130,57 @@ def _recorded_inputs(modules: dict[str, nn.Module]) -> Iterator[dict[str, torch.
             handle.remove()
 
 
-def profile_model(model: nn.Module, test_x: torch.Tensor, config: ProfileConfig, membrane_bits: float,
-                  device: torch.device) -> list[dict]:
-    """Rows of the profile table (without run columns): backend × batch size × layer."""
+def event_backend(model: nn.Module) -> tuple[Callable[[torch.Tensor], object], LayerMeasure]:
+    """The event engine's `run(batch)` and per-layer `measure(batch)` for `model` (a CPU copy if it is elsewhere)."""
+    from sparsity_latency.latency.event_engine import EventEngine
+
+    on_cpu = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+    try:
+        engine = EventEngine.from_model(on_cpu)
+    except ValueError as exc:
+        raise InputError(f"profile backend 'event': {exc}") from None
+    def run(batch: torch.Tensor) -> object:  # logits only, as the dense forward returns
+        return engine.run(batch, record_spikes=False)
+
+    return run, lambda batch: engine.run(batch, record_spikes=False).layer_ns
+
+
+def profile_model(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, config: ProfileConfig,
+                  membrane_bits: float, device: torch.device) -> list[dict]:
+    """Rows of the profile table (without run columns): backend × batch size × layer, then early-exit rows.
+
+    Per backend and batch size: the op counts of every layer (the same on every backend: they count the
+    work the spikes require), the network's wall-clock on `__net__` and each layer's on its row; then one
+    `__exit__` row per early-exit threshold (time steps to decision; no timing, batch_size 0).
+    """
     model.eval()
     frames = test_x[:config.samples].transpose(0, 1).to(device)
     energy = EnergyModel(config.ac_pj, config.mac_pj, config.memory_pj_per_bit)
     counts = operation_counts(model, frames, membrane_bits, energy)
+    timed_layers = {name: m for name, m in model.named_modules() if name in counts}
+    backends = {BACKEND_DENSE: (model, dense_layer_measure(model, timed_layers))}
+    if BACKEND_EVENT in config.backends:
+        backends[BACKEND_EVENT] = event_backend(model)
     rows = []
     with fixed_threads(config.threads):
-        for batch_size in config.batch_sizes:
-            wall = per_sample_ms(model, frames, batch_size, config.warmup, config.repeats)
-            timing = {
-                "wall_ms_p50": float(np.percentile(wall, 50)),
-                "wall_ms_p95": float(np.percentile(wall, 95)),
-                "wall_ms_std": float(wall.std(ddof=1)) if len(wall) > 1 else 0.0,
-            }
-            for layer, values in counts.items():
-                row = {"backend": BACKEND_DENSE, "batch_size": batch_size, "layer": layer,
-                       "threads": config.threads, **values}
-                if layer == NET:
-                    row.update(timing)
-                rows.append(row)
+        for backend in config.backends:
+            run, measure = backends[backend]
+            for batch_size in config.batch_sizes:
+                on = frames if backend == BACKEND_DENSE else frames.cpu()  # the event engine runs on the CPU
+                wall = time_per_sample(run, on, batch_size, config.warmup, min_repeats=config.repeats,
+                                       max_repeats=config.max_repeats, rel_tolerance=config.stable_tolerance)
+                layer_ms = median_layer_ms(measure, on, batch_size, config.warmup, config.repeats)
+                for layer, values in counts.items():
+                    row = {"backend": backend, "batch_size": batch_size, "layer": layer, "threads": config.threads,
+                           **values}
+                    if layer == NET:
+                        row.update(wall.columns())
+                    if layer in layer_ms:
+                        row["layer_ms_p50"] = layer_ms[layer]
+                    rows.append(row)
+    step_logits = step_logits_of(model, test_x[:config.samples], max(config.batch_sizes), device)
+    for result in early_exit(step_logits, test_y[:config.samples], config.exit_thresholds):
+        rows.append({"backend": BACKEND_DENSE, "batch_size": 0, "layer": EXIT, "threads": config.threads,
+                     "exit_threshold": result["threshold"], "decision_time_steps": result["time_steps_mean"],
+                     "exit_accuracy": result["accuracy_at_exit"], "exit_fraction": result["exit_fraction"]})
     return rows

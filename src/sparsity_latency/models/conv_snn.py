@@ -59,7 +59,11 @@ class ConvSNN(nn.Module):
         self.fc = readout(channels_in * height * width, n_classes)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(frames).flatten(2)).mean(0)
+        return self.step_logits(frames).mean(0)
+
+    def step_logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """The readout at every step [T, B, classes]; their mean over time is the output."""
+        return self.fc(self.features(frames).flatten(2))
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """The last stage's spikes (pooled where it pools) [T, B, C, h, w] for frames [T, B, C, H, W]."""

@@ -84,14 +84,18 @@ class FusionSNN(nn.Module):
         return (first.unflatten(2, self.shapes[0]), second.unflatten(2, self.shapes[1]))
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        return self.step_logits(packed).mean(0)
+
+    def step_logits(self, packed: torch.Tensor) -> torch.Tensor:
+        """The logits at every step [T, B, classes]; their mean over time is the output."""
         if self.fusion == "early":
-            return self.joint(torch.cat(self.split(packed), dim=2) if self.concat_channels else packed)
+            return self.joint.step_logits(torch.cat(self.split(packed), dim=2) if self.concat_channels else packed)
         first, second = self.split(packed)
         branch_a, branch_b = (getattr(self, name) for name in self.modality_names)
         if self.fusion == "late":
-            return (branch_a(first) + branch_b(second)) / 2
+            return (branch_a.step_logits(first) + branch_b.step_logits(second)) / 2
         fused = self.attention(tokens(branch_a.features(first)), tokens(branch_b.features(second)))
-        return self.fc(fused).mean(0)
+        return self.fc(fused)
 
 
 def branch_network(config: ModelConfig, shape: tuple[int, int, int], n_classes: int) -> nn.Module:

@@ -36,7 +36,11 @@ class SpikingMLP(nn.Module):
         self.fc = readout(features, n_classes)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(frames)).mean(0)
+        return self.step_logits(frames).mean(0)
+
+    def step_logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """The readout at every step [T, B, classes]; their mean over time is the output."""
+        return self.fc(self.features(frames))
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's spikes [T, B, F] for frames [T, B, …]."""

@@ -1,0 +1,140 @@
+"""Event-driven engine (`latency.event_engine`) against the dense torch forward, at batch 1, across spike sparsity.
+
+Network: vgg9 with channels (32, 64, 64, 128, 128, 128, 128, 128) on 2×48×48 input, T = 8 steps, ternary weights
+(weight_bits 2) and ternary membranes (SpQuant-SNN's setting), BatchNorm statistics from random inputs. The
+spike sparsity s (share of LIF outputs that are 0, over all LIF layers) is set by shifting every BatchNorm bias
+by one common amount, found by bisection. Both paths run single-threaded (torch.set_num_threads(1), numba
+without threads) on the same binary input frames; the dense path under torch.inference_mode.
+
+Each round times the dense forward and the engine once each, in turn, after warm-up rounds (numba compiles);
+times are medians over rounds and the speedup is the median of the per-round ratios. The ideal speedup is
+1/(1 − s): the dense path does all the work, the event path a share 1 − s of it. The engine's time includes
+the dense frame-fed conv1 and the LIF layers (∝ neurons, not spikes), which bound its speedup at high sparsity.
+The engine runs with `record_spikes=False` (logits only, like the dense forward; spikes would be written and
+converted to torch tensors otherwise). The correlation is Pearson's r between per-layer time and per-layer
+SynOps over every event-fed layer (conv2…conv8, pools, fc) of every sparsity level, from the engine's own
+`layer_ns` and `synops` (medians): the issue's definition, across layers and inputs. A secondary line gives
+each layer's r across the sparsity levels alone (time ∝ SynOps within a layer, whatever its cost per op).
+
+    .venv/bin/python benchmarks/bench_event_engine.py [--repeats 7] [--warmup 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from sparsity_latency.config import ModelConfig
+from sparsity_latency.latency.event_engine import EventEngine
+from sparsity_latency.models import build_model
+
+CHANNELS = (32, 64, 64, 128, 128, 128, 128, 128)
+SHAPE = (2, 48, 48)
+STEPS = 8
+TARGETS = (0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+def calibrated_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(name="vgg9", channels=CHANNELS, weight_bits=2), SHAPE, 10)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(frames(4))
+    return model.eval()
+
+
+def frames(batch: int) -> torch.Tensor:
+    return (torch.rand(STEPS, batch, *SHAPE) < 0.2).float()
+
+
+def sparsity(model: nn.Module, x: torch.Tensor) -> float:
+    result = EventEngine.from_model(model).run(x)
+    fired = sum(float(s.sum()) for s in result.spikes.values())
+    return 1.0 - fired / sum(s.numel() for s in result.spikes.values())
+
+
+def set_sparsity(model: nn.Module, biases: list[torch.Tensor], x: torch.Tensor, target: float) -> float:
+    """Shift every BatchNorm bias by one amount so that the spike sparsity on x is close to `target`."""
+    low, high = -4.0, 4.0
+    for _ in range(20):
+        middle = (low + high) / 2
+        with torch.no_grad():
+            for index, bias in enumerate(biases, start=1):
+                getattr(model, f"bn{index}").bias.copy_(bias - middle)
+        if sparsity(model, x) < target:
+            low = middle
+        else:
+            high = middle
+    return sparsity(model, x)
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    import numba
+    numba.set_num_threads(1)
+
+    model = calibrated_model()
+    x = frames(1)
+    biases = [getattr(model, f"bn{i}").bias.detach().clone() for i in range(1, model.depth + 1)]
+    print(f"vgg9 {CHANNELS} on {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]}, T = {STEPS}, batch 1, ternary weights and membranes, "
+          f"1 thread; medians of {args.repeats} interleaved rounds")
+    print(f"{'target':>6} {'sparsity':>8} {'dense ms':>9} {'event ms':>9} {'speedup':>8} {'ideal':>6} {'ratio':>6} "
+          f"{'synop ms':>9} {'syn spdup':>9}")  # synop ms: the event-fed layers' own time (layer_ns)
+    times, ops, series = [], [], {}
+    for target in TARGETS:
+        measured = set_sparsity(model, biases, x, target)
+        engine = EventEngine.from_model(model)
+        dense, event, ratios, layer_ns = [], [], [], []
+        for index in range(args.warmup + args.repeats):
+            with torch.inference_mode():
+                d = timed(lambda: model(x))
+            begin = time.perf_counter()
+            result = engine.run(x, record_spikes=False)  # inference: logits only, as the dense forward returns
+            e = time.perf_counter() - begin
+            if index >= args.warmup:
+                dense.append(d)
+                event.append(e)
+                ratios.append(d / e)
+                layer_ns.append(result.layer_ns)
+        synop_layers = list(result.synops)  # the event-fed layers: conv2…conv8, pool1…pool4, fc
+        per_layer = {name: statistics.median(ns[name] for ns in layer_ns) for name in synop_layers}
+        for name in synop_layers:
+            times.append(per_layer[name])
+            ops.append(result.synops[name])
+            series.setdefault(name, []).append((per_layer[name], result.synops[name]))
+        scatter_ms = sum(per_layer.values()) / 1e6
+        dense_ms = statistics.median(dense) * 1e3
+        ideal = 1 / (1 - measured)
+        speedup = statistics.median(ratios)
+        print(f"{target:6.0%} {measured:8.1%} {dense_ms:9.2f} {statistics.median(event) * 1e3:9.2f} "
+              f"{speedup:8.2f} {ideal:6.2f} {speedup / ideal:6.2f} {scatter_ms:9.2f} {dense_ms / scatter_ms:9.2f}")
+    r = float(np.corrcoef(times, ops)[0, 1])
+    print(f"Pearson r(per-layer time, per-layer SynOps) over {len(times)} layer × sparsity points: {r:.3f}")
+    within = {name: float(np.corrcoef(*zip(*points, strict=True))[0, 1]) for name, points in series.items()
+              if len(points) > 2 and len({op for _, op in points}) > 1}
+    scatter = [within[name] for name in within if name.startswith("conv")]
+    print(f"  per layer, across sparsity (secondary): median r {statistics.median(within.values()):.3f} over "
+          f"{len(within)} layers; conv layers min {min(scatter):.3f}, median {statistics.median(scatter):.3f}")
+
+
+if __name__ == "__main__":
+    main()
