@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsity_latency.attacks.gradients import per_sample_shape, project_l2, project_linf, score_gradient
+from sparsity_latency.attacks.gradients import cross_entropy_gradient, per_sample_shape, project_l2, project_linf
 from sparsity_latency.attacks.pgd import NORMS, keep_stronger, random_start, step
 
 MOMENTUM = 0.75  # α: the weight of the new step against the last one
@@ -131,8 +131,8 @@ class _Fooling:
 
 def _gradient(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """∂L/∂x, per-sample cross-entropy and whether each sample is misclassified, from one forward pass."""
-    grad, logits = score_gradient(model, x_adv, lambda z: F.cross_entropy(z, y, reduction="none"))
-    return grad, F.cross_entropy(logits, y, reduction="none"), logits.argmax(1) != y
+    grad, loss, logits = cross_entropy_gradient(model, x_adv, y)
+    return grad, loss, logits.argmax(1) != y
 
 
 def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:

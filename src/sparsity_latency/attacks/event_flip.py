@@ -16,10 +16,9 @@ On a linear model the ranking is exact, and one round finds the best set of flip
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from sparsity_latency.attacks.gradients import from_per_sample, per_sample, score_gradient
+from sparsity_latency.attacks.gradients import cross_entropy_gradient, from_per_sample, per_sample
 
 TOLERANCE = 1e-6  # values within this of a unit boundary count as on it (normalized counts are k · unit)
 
@@ -33,8 +32,7 @@ def event_flip(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: int, 
     flipped = torch.zeros_like(flat, dtype=torch.bool)
     used = torch.zeros(len(flat), dtype=torch.long, device=x.device)
     for round_index in range(steps):
-        grad, logits = score_gradient(model, from_per_sample(flat, x),
-                                      lambda z: F.cross_entropy(z, y, reduction="none"))
+        grad, _, logits = cross_entropy_gradient(model, from_per_sample(flat, x), y)
         active = used < budget
         if stop_when_fooled:
             active &= logits.argmax(1) == y

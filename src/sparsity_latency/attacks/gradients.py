@@ -42,10 +42,17 @@ def score_gradient(model: nn.Module, x: torch.Tensor,
     return grad, logits.detach()
 
 
+def cross_entropy_gradient(model: nn.Module, x: torch.Tensor,
+                           y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(∂L/∂x, per-sample cross-entropy [B], logits) at x from one pass, L the summed cross-entropy."""
+    grad, logits = score_gradient(model, x, lambda z: F.cross_entropy(z, y, reduction="none"))
+    return grad, F.cross_entropy(logits, y, reduction="none"), logits
+
+
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(∂L/∂x, per-sample cross-entropy [B]) at x, L the summed cross-entropy; parameter grads untouched."""
-    grad, logits = score_gradient(model, x, lambda z: F.cross_entropy(z, y, reduction="none"))
-    return grad, F.cross_entropy(logits, y, reduction="none")
+    grad, losses, _ = cross_entropy_gradient(model, x, y)
+    return grad, losses
 
 
 def clamp_input(x: torch.Tensor) -> torch.Tensor:

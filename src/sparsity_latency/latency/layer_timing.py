@@ -19,18 +19,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from sparsity_latency.latency.timing import cyclic_batch
+
 LayerMeasure = Callable[[torch.Tensor], dict[str, float]]  # batch → nanoseconds per layer of one call
 
 
 def median_layer_ms(measure: LayerMeasure, frames: torch.Tensor, batch_size: int, warmup: int,
                     repeats: int) -> dict[str, float]:
     """Median over `repeats` calls on batches cut from frames [T, N, …] of each layer's ms per sample."""
-    n_samples = frames.shape[1]
     samples: dict[str, list[float]] = defaultdict(list)
     with torch.inference_mode():
         for index in range(warmup + repeats):
-            batch = frames[:, torch.arange(index * batch_size, (index + 1) * batch_size) % n_samples]
-            layer_ns = measure(batch)
+            layer_ns = measure(cyclic_batch(frames, index, batch_size))
             if index >= warmup:
                 for layer, ns in layer_ns.items():
                     samples[layer].append(ns / 1e6 / batch_size)

@@ -85,6 +85,11 @@ def call_ms(run: Callable[[torch.Tensor], object], batch: torch.Tensor, clock: C
     return (clock() - begin) * 1000.0
 
 
+def cyclic_batch(frames: torch.Tensor, index: int, batch_size: int) -> torch.Tensor:
+    """The `index`-th batch of `batch_size` samples cut from frames [T, N, …], cycling through the N samples."""
+    return frames[:, torch.arange(index * batch_size, (index + 1) * batch_size) % frames.shape[1]]
+
+
 def time_per_sample(run: Callable[[torch.Tensor], object], frames: torch.Tensor, batch_size: int, warmup: int = 3,
                     min_repeats: int = 10, max_repeats: int = 100, rel_tolerance: float = 0.02,
                     round_size: int | None = None, clock: Clock = time.perf_counter) -> Timing:
@@ -95,10 +100,9 @@ def time_per_sample(run: Callable[[torch.Tensor], object], frames: torch.Tensor,
     if not 1 <= min_repeats <= max_repeats:
         raise ValueError(f"need 1 ≤ min_repeats ≤ max_repeats, got {min_repeats} and {max_repeats}")
     round_size = round_size or min_repeats
-    n_samples = frames.shape[1]
 
     def batch(index: int) -> torch.Tensor:
-        return frames[:, torch.arange(index * batch_size, (index + 1) * batch_size) % n_samples]
+        return cyclic_batch(frames, index, batch_size)
 
     samples: list[float] = []
     converged = False
