@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsity_latency.config import ModelConfig
+from sparsity_latency.latency import event_engine
 from sparsity_latency.latency.event_engine import EventEngine
 from sparsity_latency.latency.opcount import fan_out, synops
 from sparsity_latency.models import build_model
@@ -20,7 +21,8 @@ ROUNDING = 1e-4  # float32 rounding of a dense current (sums of ≤ 150 terms of
 def calibrated(name: str, seed: int = 0, dtype: torch.dtype = torch.float32, **options) -> nn.Module:
     """A model whose BatchNorm statistics come from random spike inputs, so that every layer spikes (~15 %)."""
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(name=name, channels=CHANNELS[name], **options), SHAPES[name], 10).to(dtype)
+    config = ModelConfig(**{"name": name, "channels": CHANNELS[name], **options})
+    model = build_model(config, SHAPES[name], 10).to(dtype)
     for module in model.modules():
         if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
             module.momentum = None  # a plain average of the batches' statistics
@@ -118,6 +120,23 @@ def test_float64_model_is_reproduced_exactly(name: str, membrane_bits: float) ->
     """In float64 the dense currents are exact to ~1e-16: no flips, every spike equal."""
     model = calibrated(name, 3, torch.float64, membrane_bits=membrane_bits, weight_bits=2)
     assert check_against_dense(model, inputs(name, batch=2, dtype=torch.float64)) is None
+
+
+WIDE = {"tiny-conv": (40, 72), "vgg9": (8, 40, 40, 40, 40, 40, 40, 40)}  # more outputs than one 512-bit vector
+
+
+@pytest.mark.parametrize("name", list(WIDE))
+@pytest.mark.parametrize(("weight_bits", "accumulator"), [(2, "int16"), (2, "int32"), (32, "float64")])
+def test_register_blocks_match_dense(name: str, weight_bits: int, accumulator: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers wider than one vector sum in register blocks plus a scalar tail (int16 or int32 codes, float64
+    weights; stride 2 in tiny-conv, pooled values in vgg9): every spike equal in float64."""
+    if accumulator == "int32":
+        monkeypatch.setattr(event_engine, "INT16_LIMIT", 0)  # no sum fits int16: the codes go to int32
+    model = calibrated(name, 6, torch.float64, channels=WIDE[name], membrane_bits=1.58, weight_bits=weight_bits)
+    engine = EventEngine.from_model(model)
+    assert {str(layer.values.dtype) for layer in engine.layers.values()} == {accumulator}
+    assert check_against_dense(model, inputs(name, batch=1, dtype=torch.float64)) is None
 
 
 @pytest.mark.parametrize("name", list(SHAPES))

@@ -6,23 +6,25 @@ A trained `ConvSNN` (tiny-conv, vgg9) or `SpikingMLP` runs layer by layer over o
    convolution / linear and BatchNorm, so its currents are bit-identical to the dense path's), for the whole
    batch at once.
 2. Every later weight layer is fed by events: the spikes of the LIF layer before it, or the nonzero values of
-   an average pool of those spikes. Each event scatters its weight column into integer or float64 accumulators
-   (`event_kernels.conv_scatter` / `linear_scatter`): the work is events × true fan-out, the SynOps.
+   an average pool of those spikes, as step-major (position, channel) lists. Each output neuron sums, in SIMD
+   registers, the weight rows of the events inside its receptive field (`event_kernels.conv_gather` /
+   `linear_gather`): the adds are events × true fan-out, the SynOps; each output neuron costs one store besides.
    Average pooling is event-driven too (one increment per spike); a conv fed by pooled spikes takes the pooled
    counts (1…k²) as integer event values, the 1/k² going into the layer's gain, so its work is ∝ the nonzeros.
 3. BatchNorm (eval) and the weight quantizer's step fold into a per-channel gain and offset applied when the
    LIF layer reads its accumulator: x = acc·gain + offset.
 4. LIF layers run the integer fixed-point membrane update of `neurons.integer` for quantized membranes with
-   β = 2^−k, and otherwise `neurons.kernels`' float32 step; they write the spikes and the next layer's events.
+   β = 2^−k, and otherwise `neurons.kernels`' float32 step, over every neuron and step (a fixed cost); they
+   write the spikes and the next layer's events.
 5. The readout accumulates its weight columns for the last layer's spikes (plus its bias) at every step, in
    float64, and averages over time: logits = mean_t fc(s_t).
 
 Accumulators: when every nonzero quantized weight is an exact integer multiple of one step (ternary weights
-always are), the scatter adds the integer codes in int16 (32 lanes per AVX-512 add) when no sum can pass 2^15,
-else in int32: the sums are exact.
-Otherwise the float32 weights are added in float64. Either way a current differs from
-the dense float32 one only by the dense path's own rounding, so a spike can differ only where the dense
-membrane lies within float32 rounding of a decision boundary (the tests check that the spikes are equal).
+always are), the integer codes are added in int16 (32 lanes per 512-bit add, `latency.simd`) when no sum can
+pass 2^15, else in int32: the sums are exact. Otherwise the float32 weights are added in float64. Either way a
+current differs from the dense float32 one only by the dense path's own rounding, so a spike can differ only
+where the dense membrane lies within float32 rounding of a decision boundary (the tests check that the spikes
+are equal).
 
 Timings (`layer_ns`) are per weight, pool and LIF layer, summed over the run; `synops` counts the accumulates
 actually performed, equal to `latency.opcount.synops(inputs, fan_out(layer, shape))` of each event-fed layer.
@@ -40,15 +42,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsity_latency.latency import event_kernels as kernels
+from sparsity_latency.latency.opcount import dense_macs
 from sparsity_latency.models.conv_snn import ConvSNN
 from sparsity_latency.models.mlp import SpikingMLP
 from sparsity_latency.neurons.integer import MAX_FRAC_BITS
 from sparsity_latency.neurons.multistep import MultiStepLIF
 
+WINDOW_STEPS = 32  # steps per layer call: bounds the accumulators and event lists (memory ∝ steps × neurons)
 INT16_LIMIT = 2**15 - 1
 INT32_LIMIT = 2**31 - 1
 FLOAT64_EXACT = 2**53
 CODE_LIMIT = 1 << 10  # largest integer weight code accepted for the integer accumulators
+_NO_SPIKES = np.zeros((0, 0), dtype=np.uint8)
+_NO_VALUES = np.zeros(0, dtype=np.int32)
 
 
 @dataclass
@@ -64,11 +70,31 @@ class EventResult:
 
 @dataclass
 class _Weights:
-    """An event-fed layer's weights, [C_in, k, k, C_out] or [F_in, F_out], and its per-output gain and offset."""
+    """An event-fed layer's weights, [F_in, F_out] or [k·k·C_in, C_out] (rows (ky·k + kx)·C_in + c), 64-byte
+    aligned, and its per-output gain and offset."""
 
     values: np.ndarray  # integer codes (int16, int32, or float64 beyond int32: exact sums), or float64 weights
     gain: np.ndarray  # float64 [C_out]
     offset: np.ndarray  # float64 [C_out]
+
+
+@dataclass
+class _Events:
+    """Step-major events: step t's are (pos, chan)[starts[t]:starts[t + 1]], with `values` where `has_values`."""
+
+    starts: np.ndarray  # int64 [T + 1]
+    pos: np.ndarray  # int32: position y·W + x of the map (0 for a vector)
+    chan: np.ndarray  # int32: channel (a vector's feature)
+    values: np.ndarray = field(default_factory=lambda: _NO_VALUES)  # int32, beside pos/chan
+    has_values: bool = False
+
+    @classmethod
+    def buffers(cls, owner: EventEngine, key: tuple, steps: int, capacity: int, values: bool = False) -> _Events:
+        """Event lists for `steps` steps of up to `capacity` events each, kept by `owner` between runs."""
+        size = steps * capacity + 1  # one spare slot: pooling writes an event before it knows to keep it
+        return cls(owner._buffer(("starts", *key), (steps + 1,), np.int64),
+                   owner._buffer(("pos", *key), (size,), np.int32), owner._buffer(("chan", *key), (size,), np.int32),
+                   owner._buffer(("values", *key), (size,), np.int32) if values else _NO_VALUES, values)
 
 
 @dataclass
@@ -88,23 +114,20 @@ class _Lif:
         """The membranes at rest, [P, C]: stored levels (int32) on the integer path, else the model's float type."""
         return np.zeros(shape, dtype=np.int32 if self.integer else dtype)
 
-    def run(self, acc: np.ndarray, gain: np.ndarray, offset: np.ndarray, state: np.ndarray, clear: bool,
-            spikes: np.ndarray | None, active: np.ndarray, masks: np.ndarray) -> int:
-        """Update `state` over acc [P, T, C]; write the events (returned: how many) and, if given, spikes [T, P·C]."""
+    def run(self, acc: np.ndarray, gain: np.ndarray, offset: np.ndarray, state: np.ndarray,
+            spikes: np.ndarray | None, events: _Events) -> int:
+        """Update `state` over acc [T, P, C]; write the step-major events (returned: how many) and, if given,
+        spikes [T, P·C]."""
         record = spikes is not None
         spikes = spikes if record else _NO_SPIKES
         if self.integer:
             return kernels.lif_integer(acc, gain, offset, self.frac, self.shift, int(self.threshold) << self.frac,
-                                       int(self.low), int(self.high), self.zero_reset, state, clear, record, spikes,
-                                       active, masks)
+                                       int(self.low), int(self.high), self.zero_reset, state, record, spikes,
+                                       events.starts, events.pos, events.chan)
         dtype = state.dtype.type
         return kernels.lif_float(acc, gain, offset, dtype(self.beta), dtype(self.threshold), self.quantized,
-                                 dtype(self.low), dtype(self.high), self.zero_reset, state, clear, record, spikes,
-                                 active, masks)
-
-
-_NO_SPIKES = np.zeros((0, 0), dtype=np.uint8)
-_NO_VALUES = np.zeros((0, 0), dtype=np.int32)
+                                 dtype(self.low), dtype(self.high), self.zero_reset, state, record, spikes,
+                                 events.starts, events.pos, events.chan)
 
 
 def _lif(name: str, layer: nn.Module) -> _Lif:
@@ -137,7 +160,7 @@ def _weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.
              max_value: int) -> _Weights:
     """Event layout [in, …, out] of `weight` [out, in, …]: integer codes when exact, else float64."""
     w = weight.detach().double()
-    w = w.permute(*range(1, w.dim()), 0).contiguous()  # [in, (k, k,) out]
+    w = (w.permute(2, 3, 1, 0) if w.dim() == 4 else w.t()).contiguous()  # [(k, k,) in, out]
     magnitudes = w[w != 0].abs()
     step = float(magnitudes.min()) if magnitudes.numel() else 1.0
     codes = torch.round(w / step)
@@ -148,7 +171,16 @@ def _weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.
     else:
         values, step = w.numpy(), 1.0
     gain, offset = _fold_bn(name, bn, weight.shape[0], bias, step * input_scale)
-    return _Weights(values, gain, offset)
+    return _Weights(aligned(values.reshape(-1, values.shape[-1])), gain, offset)
+
+
+def aligned(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of `array` whose data starts on a 64-byte boundary (one cache line, one vector)."""
+    raw = np.empty(array.nbytes + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
 
 
 def _timed(layer_ns: dict[str, float], name: str, start: int) -> int:
@@ -242,8 +274,7 @@ class EventEngine:
         _timed(layer_ns, "conv1" if self.conv else "fc1", start)
         logits, spikes = [], []
         for b in range(batch):
-            sample_logits, sample_spikes = self._sample(currents[b], frames.shape[2:], layer_ns, synops,
-                                                        record_spikes)
+            sample_logits, sample_spikes = self._sample(currents[b], layer_ns, synops, record_spikes)
             logits.append(sample_logits)
             spikes.append(sample_spikes)
         result_spikes = {}
@@ -257,115 +288,125 @@ class EventEngine:
                            macs)
 
     def _first_macs(self, shape: torch.Size) -> int:
-        from sparsity_latency.latency.opcount import dense_macs
         return dense_macs(self.first, tuple(shape) if self.conv else (math.prod(shape),))
 
     def _first_layer(self, frames: torch.Tensor) -> np.ndarray:
-        """The frame-fed layer's currents for all samples, as the dense model computes them, [B, P, T, C]."""
+        """The frame-fed layer's currents for all samples, as the dense model computes them: [B, T, H, W, C]
+        (channels-last), or [B, T, 1, 1, N] for an MLP."""
         steps, batch = frames.shape[:2]
         if self.conv:
             current = self.first_bn(self.first._conv_forward(frames.flatten(0, 1), self.first_weight, None))
-            current = current.unflatten(0, (steps, batch)).permute(1, 3, 4, 0, 2)  # [B, H, W, T, C]
-            return current.contiguous().view(batch, -1, steps, current.shape[-1]).numpy()
+            return current.unflatten(0, (steps, batch)).permute(1, 0, 3, 4, 2).contiguous().numpy()
         current = self.first_bn(F.linear(frames.flatten(2).flatten(0, 1), self.first_weight, self.first.bias))
         current = current.unflatten(0, (steps, batch)).transpose(0, 1)  # [B, T, N]
-        return current.contiguous().view(batch, 1, steps, -1).numpy()
+        return current.contiguous().view(batch, steps, 1, 1, -1).numpy()
 
     def _buffer(self, key: tuple, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        """A zeroed array kept between runs; the kernels that use it leave it zero again (accumulators, grids)."""
+        """An array kept between runs (64-byte aligned, zero when made; the pooling grid is left zero again)."""
         buffers = self.__dict__.setdefault("_buffers", {})
         key = (*key, shape, np.dtype(dtype).str)
         if key not in buffers:
-            buffers[key] = np.zeros(shape, dtype=dtype)
+            buffers[key] = aligned(np.zeros(shape, dtype=dtype))
         return buffers[key]
 
-    def _sample(self, current: np.ndarray, frame_shape: torch.Size, layer_ns: dict[str, float],
-                synops: dict[str, float], record: bool
+    def _sample(self, current: np.ndarray, layer_ns: dict[str, float], synops: dict[str, float], record: bool
                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, tuple[int, ...]]]]:
-        """One sample (current [P, T, C]): logits [classes] (float64) and, when `record`, each LIF layer's
-        spikes [T, N] (uint8) with its map shape; in windows of at most `kernels.MAX_STEPS` steps."""
-        steps = current.shape[1]
-        if self.conv:
-            _, height, width = frame_shape
-            stride, pad = self.first.stride[0], self.first.padding[0]
-            k = self.first.kernel_size[0]
-            height, width = (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
-            first_shape: tuple[int, ...] = (height, width, current.shape[2])
-        else:
-            first_shape = (current.shape[2],)
-        ones = np.ones(current.shape[2])
+        """One sample (current [T, H, W, C], or [T, 1, 1, N] for an MLP): logits [classes] (float64) and, when
+        `record`, each LIF layer's spikes [T, N] (uint8) with its map shape; in windows of `WINDOW_STEPS` steps."""
+        steps = current.shape[0]
+        first_shape = tuple(current.shape[1:] if self.conv else current.shape[3:])
+        ones = np.ones(current.shape[3])
         zeros = np.zeros_like(ones)
         states: list[np.ndarray] = []
         recorded: list[tuple[np.ndarray, tuple[int, ...]]] = []
         readout = []
-        for t0 in range(0, steps, kernels.MAX_STEPS):
-            window = min(steps - t0, kernels.MAX_STEPS)
-            acc = np.ascontiguousarray(current[:, t0:t0 + window])
+        for t0 in range(0, steps, WINDOW_STEPS):
+            window = min(steps - t0, WINDOW_STEPS)
+            acc = np.ascontiguousarray(current[t0:t0 + window])
             gain, offset, shape = ones, zeros, first_shape
-            active = masks = np.empty(0, dtype=np.int32)
-            values, count, has_pooled = _NO_VALUES, 0, False
+            events = _Events(np.zeros(1, dtype=np.int64), _NO_VALUES, _NO_VALUES)
             for i in range(1, self.depth + 1):
                 name = f"conv{i}" if self.conv else f"fc{i}"
                 begin = time.perf_counter_ns()
                 if i > 1:
-                    weights = self.layers[i]
-                    if self.conv:
-                        layer = getattr(self.model, name)
-                        stride, pad = layer.stride[0], layer.padding[0]
-                        k = layer.kernel_size[0]
-                        out_h, out_w = (shape[0] + 2 * pad - k) // stride + 1, (shape[1] + 2 * pad - k) // stride + 1
-                        channels_out = weights.values.shape[-1]
-                        acc = self._buffer(("acc", i), (out_h * out_w, window, channels_out), weights.values.dtype)
-                        ops = kernels.conv_scatter(active, count, masks, values, has_pooled, shape[1], shape[2],
-                                                   weights.values, stride, pad, out_h, out_w, acc)
-                        shape = (out_h, out_w, channels_out)
-                    else:
-                        features = weights.values.shape[1]
-                        acc = self._buffer(("acc", i), (1, window, features), weights.values.dtype)
-                        ops = kernels.linear_scatter(active, count, masks, values, has_pooled, weights.values, acc[0])
-                        shape = (features,)
+                    acc, shape, ops = self._gather(i, events, shape, window)
                     synops[name] = synops.get(name, 0.0) + ops
-                    gain, offset = weights.gain, weights.offset
+                    gain, offset = self.layers[i].gain, self.layers[i].offset
                     begin = _timed(layer_ns, name, begin)
                 lif = self.lifs[i - 1]
                 neurons = math.prod(shape)
                 if t0 == 0:
-                    states.append(lif.state((acc.shape[0], acc.shape[2]), current.dtype.type))
+                    states.append(lif.state((math.prod(acc.shape[1:3]), acc.shape[3]), current.dtype.type))
                     if record:
                         recorded.append((np.empty((steps, neurons), dtype=np.uint8), shape))
-                active = self._buffer(("active", i), (neurons,), np.int32)
-                masks = self._buffer(("masks", i), (neurons,), np.uint64)
-                count = lif.run(acc, gain, offset, states[i - 1], i > 1, recorded[i - 1][0][t0:t0 + window]
-                                if record else None, active, masks)
+                events = _Events.buffers(self, ("lif", i), window, neurons)
+                lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, states[i - 1],
+                        recorded[i - 1][0][t0:t0 + window] if record else None, events)
                 begin = _timed(layer_ns, f"lif{i}", begin)
-                values, has_pooled = _NO_VALUES, False
                 if i in self.pools:
-                    size = self.pools[i]
-                    out_h, out_w = shape[0] // size, shape[1] // size
-                    cells = out_h * out_w * shape[2]
-                    grid = self._buffer(("grid", i), (cells, window), np.int32)
-                    touched = self._buffer(("touched", i), (cells,), np.uint8)
-                    pooled_active = self._buffer(("pooled", i), (cells,), np.int32)
-                    pooled_masks = self._buffer(("pooled_masks", i), (cells,), np.uint64)
-                    values = self._buffer(("values", i), (cells, window), np.int32)
-                    count, ops = kernels.pool_events(active, count, masks, window, shape[1], shape[2], size, out_h,
-                                                     out_w, grid, touched, pooled_active, pooled_masks, values)
-                    active, masks, shape, has_pooled = pooled_active, pooled_masks, (out_h, out_w, shape[2]), True
+                    events, shape, ops = self._pool(i, events, shape, window)
                     synops[f"pool{i}"] = synops.get(f"pool{i}", 0.0) + ops
                     _timed(layer_ns, f"pool{i}", begin)
             begin = time.perf_counter_ns()
-            readout.append(self._readout(active, count, masks, values, has_pooled, shape, window, synops))
+            readout.append(self._readout(events, shape, window, synops))
             _timed(layer_ns, "fc", begin)
         return np.concatenate(readout).mean(axis=0), recorded
 
-    def _readout(self, active: np.ndarray, count: int, masks: np.ndarray, values: np.ndarray, has_values: bool,
-                 shape: tuple[int, ...], window: int, synops: dict[str, float]) -> np.ndarray:
+    def _gather(self, i: int, events: _Events, shape: tuple[int, ...], window: int
+                ) -> tuple[np.ndarray, tuple[int, ...], int]:
+        """Layer i's accumulator [window, H_out, W_out, C_out] ([window, 1, 1, F_out] when linear) from the events of
+        its input map `shape`, the output map's shape, and the SynOps."""
+        weights = self.layers[i]
+        if not self.conv:
+            features = weights.values.shape[1]
+            acc = self._buffer(("acc", i), (window, 1, 1, features), weights.values.dtype)
+            ops = self._linear(events, shape, weights.values, acc.reshape(window, features), ("rows", i))
+            return acc, (features,), ops
+        layer = getattr(self.model, f"conv{i}")
+        stride, pad, k = layer.stride[0], layer.padding[0], layer.kernel_size[0]
+        height, width, channels = shape
+        out_h, out_w = (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
+        channels_out = weights.values.shape[1]
+        acc = self._buffer(("acc", i), (window, out_h, out_w, channels_out), weights.values.dtype)
+        y, x = np.divmod(np.arange(height * width, dtype=np.int64), width)
+        ops = kernels.conv_gather(events.starts, events.pos, events.chan, events.values, events.has_values, height,
+                                  width, channels, k, stride, pad, weights.values, acc, (y * k + x) * channels,
+                                  self._buffer(("first", i), (height * width + 1,), np.int64),
+                                  self._buffer(("key", i), (height * width * channels,), np.int64),
+                                  self._buffer(("value", i), (height * width * channels,), np.int32))
+        return acc, (out_h, out_w, channels_out), ops
+
+    def _linear(self, events: _Events, shape: tuple[int, ...], weight: np.ndarray, acc: np.ndarray, key: tuple
+                ) -> int:
+        """acc [window, F_out] of a linear layer fed by the events of map `shape`; returns the accumulates."""
+        return kernels.linear_gather(events.starts, events.pos, events.chan, events.values, events.has_values,
+                                     shape[-1], weight, acc, self._buffer(key, (math.prod(shape),), np.int64))
+
+    def _pool(self, i: int, events: _Events, shape: tuple[int, ...], window: int
+              ) -> tuple[_Events, tuple[int, ...], int]:
+        """The events of pool i (values = spikes per window) from its LIF layer's events, its map shape, the SynOps."""
+        size = self.pools[i]
+        height, width, channels = shape
+        out_h, out_w = height // size, width // size
+        cells = out_h * out_w * channels
+        cache = self.__dict__.setdefault("_cells_cache", {})
+        if (i, height, width) not in cache:
+            y, x = np.divmod(np.arange(height * width, dtype=np.int64), width)
+            cell = (y // size) * out_w + x // size
+            cache[i, height, width] = np.where((y // size < out_h) & (x // size < out_w), cell, -1).astype(np.int32)
+        pooled = _Events.buffers(self, ("pool", i), window, cells, values=True)
+        ops = kernels.pool_events(events.starts, events.pos, events.chan, cache[i, height, width], channels,
+                                  self._buffer(("grid", i), (cells,), np.int32), pooled.starts, pooled.pos,
+                                  pooled.chan, pooled.values)
+        return pooled, (out_h, out_w, channels), ops
+
+    def _readout(self, events: _Events, shape: tuple[int, ...], window: int, synops: dict[str, float]) -> np.ndarray:
         """fc(s_t) [window, classes] (float64) of the last layer's events."""
         weight = self._readout_weight(shape)
         acc = np.zeros((window, weight.shape[1]))
-        ops = kernels.linear_scatter(active, count, masks, values, has_values, weight, acc)
+        ops = self._linear(events, shape, weight, acc, ("rows", "fc"))
         synops["fc"] = synops.get("fc", 0.0) + ops
-        scale = 1.0 / self.pools[self.depth] ** 2 if has_values else 1.0
+        scale = 1.0 / self.pools[self.depth] ** 2 if events.has_values else 1.0
         bias = self.readout.bias.detach().double().numpy() if self.readout.bias is not None else 0.0
         return acc * scale + bias
 
@@ -379,5 +420,5 @@ class EventEngine:
                 w = w.view(-1, channels, height, width).permute(2, 3, 1, 0)
             else:
                 w = w.t()
-            cache[shape] = w.reshape(-1, w.shape[-1]).contiguous().numpy()
+            cache[shape] = aligned(w.reshape(-1, w.shape[-1]).contiguous().numpy())
         return cache[shape]

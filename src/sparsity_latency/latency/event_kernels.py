@@ -1,32 +1,29 @@
-"""Compiled kernels (numba) of the event-driven engine (`event_engine`): scatter, pooling and membrane updates.
+"""Compiled kernels (numba) of the event-driven engine (`event_engine`): gathers, pooling and membrane updates.
 
-Every layer works on one sample's sequence (a window of at most 64 steps) at once. Maps are channels-last:
-neuron (y, x, c) of an H × W × C map has flat index j = (y·W + x)·C + c. Accumulators are laid out
-[position, step, channel] ([P, T, C]; a linear layer is P = 1): the C_out outputs a spike reaches at one
-position and step are one contiguous vector, added with SIMD instructions, and the T rows of one position lie
-together.
+Every layer works on one sample's window of steps at once, one step after another. Maps are channels-last:
+neuron (y, x, c) of an H × W × C map sits at position p = y·W + x, flat index p·C + c.
 
-Events are neuron-major: `active[:n]` holds the neurons that fired at least once in the window (ascending),
-`masks[e]` the steps they fired at (bit t: step t). A weight layer decodes an event's position and valid kernel
-taps once and adds the weight vector of each tap into the rows of all its steps. Events fed by average pooling
-also carry integer values `values[e, t]` (the spikes pooled there at step t; 0 where the mask bit is clear); the
-layer's gain holds the 1/k². For a given step and output the contributions arrive in ascending neuron order,
-as a step-by-step scan of the map would give them.
+Events are step-major lists: the events of step t are the (position, channel) pairs
+`pos[i], chan[i]` for starts[t] ≤ i < starts[t + 1] (ascending for LIF output), with integer `values` when they
+come from average pooling (the spikes pooled there; the layer's gain holds the 1/k²), else value 1.
 
-- `conv_scatter`: for each event at (y, x, c), for each kernel tap (ky, kx) whose output position
-  oy = (y + pad − ky)/stride, ox = (x + pad − kx)/stride is whole and inside the map, for each step t of the
-  event, add value × weight[c, ky, kx, :] to acc[oy·W_out + ox, t, :]. Work: events × valid taps × C_out
-  accumulates (the SynOps, returned).
-- `linear_scatter`: for each event i and step t, add value × weight[i, :] to acc[t, :].
-- `pool_events`: k × k average pooling of spike events, one increment per spike into its window's counter;
-  the windows touched become the output events (sorted), their counters the values; the counters are cleared
-  through the event list, so the work is ∝ spikes, not ∝ map size.
-- `lif_integer` / `lif_float`: the membrane update of `neurons.dynamics` over the accumulators, current
-  x = acc·gain[c] + offset[c] (float64; the folded weight step and BatchNorm), lane-parallel over the channels
-  of a position. The integer kernel is `neurons.integer`'s fixed-point update (quantized membranes with
+- `conv_gather` / `linear_gather`: output-stationary. For each step and output neuron, the weight rows of the
+  events that reach it are summed in up to four 512-bit registers (`latency.simd`: 128 int16 outputs at once)
+  and stored once; the sum visits exactly the events × true fan-out (the SynOps, returned). The conv sorts a
+  step's events by position first, so that one kernel row's inputs form one contiguous stretch (see
+  `conv_gather`). A scatter (each event adding into memory) was measured 2-4× slower: every add was a load and
+  a store waiting on the one before.
+- `pool_events`: k × k average pooling (stride k) of one layer's spikes, step by step: one increment per spike
+  into its window's counter; the windows touched become the step's output events with the counts as values; the
+  counters are cleared through the event list, so the work is ∝ spikes, not ∝ map size.
+- `lif_integer` / `lif_float`: the membrane update of `neurons.dynamics` over the accumulator, current
+  x = acc·gain[c] + offset[c] (float64; the folded weight step and BatchNorm), lane-parallel over the channels of a
+  position, step by step. The integer kernel is `neurons.integer`'s fixed-point update (quantized membranes with
   β = 2^−k); the float kernel repeats `neurons.kernels`' float32 (or float64) step operation for operation. Both
-  leave the accumulator zero when asked (so the next run needs no clearing), optionally record the spikes
-  [T, P·C], and write the next layer's events.
+  optionally record the spikes [T, P·C] and write the next layer's events (∝ spikes: see `_emit`).
+
+Kernels index arrays element by element rather than take a row view per position or event: each view costs
+two atomic reference-count updates, which measured as much as the work.
 """
 
 from __future__ import annotations
@@ -36,243 +33,267 @@ import math
 import numba
 import numpy as np
 
+from sparsity_latency.latency.simd import trailing_zeros, vadd, vload, vscale, vstore, vzero
+
 INPUT_LIMIT = 2.0**40  # as `neurons.integer`: beyond this every decision is the one at the limit
-MAX_STEPS = 64  # steps per window: one bit each in a uint64 mask
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _steps_of(mask, e, values, has_values, steps, ts, vs):
-    """The steps of an event (into ts) and their values (into vs); returns how many."""
-    k = 0
-    for t in range(steps):
-        if (mask >> np.uint64(t)) & np.uint64(1):
-            ts[k] = t
-            vs[k] = values[e, t] if has_values else 1
-            k += 1
-    return k
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _add_steps(block, w, ts, vs, k, plain, channels_out):
-    """block[ts[i], :] += vs[i] · w for i < k."""
-    if plain:
-        for i in range(k):
-            out = block[ts[i]]
-            for o in range(channels_out):
-                out[o] += w[o]
-    else:
-        for i in range(k):
-            out = block[ts[i]]
-            v = vs[i]
-            for o in range(channels_out):
-                out[o] += v * w[o]
-
-
-@numba.njit(cache=True, nogil=True)
-def conv_scatter(active, n_active, masks, values, has_values, in_width, in_channels, weight, stride, pad,
-                 out_height, out_width, acc):
-    """acc[oy·W_out + ox, t, o] += value · weight[c, ky, kx, o] for every event step; returns accumulates done.
-
-    The innermost loop adds one contiguous weight vector to one contiguous output vector, both taken as views
-    with a non-negative range index, a form LLVM vectorizes (a flat index expression is not: 5-10× slower).
-    """
-    kernel = weight.shape[1]
-    channels_out = weight.shape[3]
-    steps = acc.shape[1]
-    ts = np.empty(steps, dtype=np.int64)
-    vs = np.empty(steps, dtype=np.int64)
-    ops = 0
-    for e in range(n_active):
-        k = _steps_of(masks[e], e, values, has_values, steps, ts, vs)
-        j = active[e]
-        c = j % in_channels
-        p = j // in_channels
-        y = p // in_width
-        x = p - y * in_width
-        plain = True
+def _accumulate(a, weight, rows, values, has_values, lo, hi, row0, columns, offset, vectors):
+    """a (4 vectors; the first `vectors` used) += value_i · weight row (row0 + rows[i]), columns offset … offset +
+    vectors·lanes, for lo ≤ i < hi; weight is [rows, columns] flat."""
+    a0, a1, a2, a3 = a
+    width = 64 // weight.itemsize
+    for i in range(lo, hi):
+        base = (row0 + rows[i]) * columns + offset
         if has_values:
-            for i in range(k):
-                if vs[i] != 1:
-                    plain = False
-        taps = 0
-        if stride == 1:  # the valid taps form one rectangle: no per-tap division or test
-            ky_lo, ky_hi = max(0, y + pad - out_height + 1), min(kernel, y + pad + 1)
-            kx_lo, kx_hi = max(0, x + pad - out_width + 1), min(kernel, x + pad + 1)
-            for ky in range(ky_lo, ky_hi):
-                row_base = (y + pad - ky) * out_width + x + pad
-                for kx in range(kx_lo, kx_hi):
-                    _add_steps(acc[row_base - kx], weight[c, ky, kx], ts, vs, k, plain, channels_out)
-            taps = max(0, ky_hi - ky_lo) * max(0, kx_hi - kx_lo)
+            v = values[i]
+            a0 = vadd(a0, vscale(vload(weight, base), v))
+            if vectors > 1:
+                a1 = vadd(a1, vscale(vload(weight, base + width), v))
+            if vectors > 2:
+                a2 = vadd(a2, vscale(vload(weight, base + 2 * width), v))
+            if vectors > 3:
+                a3 = vadd(a3, vscale(vload(weight, base + 3 * width), v))
         else:
-            for ky in range(kernel):
-                oy_scaled = y + pad - ky
-                if oy_scaled < 0 or oy_scaled % stride != 0:
-                    continue
-                oy = oy_scaled // stride
-                if oy >= out_height:
-                    continue
-                for kx in range(kernel):
-                    ox_scaled = x + pad - kx
-                    if ox_scaled < 0 or ox_scaled % stride != 0:
-                        continue
-                    ox = ox_scaled // stride
-                    if ox >= out_width:
-                        continue
-                    _add_steps(acc[oy * out_width + ox], weight[c, ky, kx], ts, vs, k, plain, channels_out)
-                    taps += 1
-        ops += taps * k * channels_out
-    return ops
+            a0 = vadd(a0, vload(weight, base))
+            if vectors > 1:
+                a1 = vadd(a1, vload(weight, base + width))
+            if vectors > 2:
+                a2 = vadd(a2, vload(weight, base + 2 * width))
+            if vectors > 3:
+                a3 = vadd(a3, vload(weight, base + 3 * width))
+    return a0, a1, a2, a3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _store(out, at, a, vectors) -> None:
+    width = 64 // out.itemsize
+    vstore(out, at, a[0])
+    if vectors > 1:
+        vstore(out, at + width, a[1])
+    if vectors > 2:
+        vstore(out, at + 2 * width, a[2])
+    if vectors > 3:
+        vstore(out, at + 3 * width, a[3])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tail(weight, rows, values, has_values, lo, hi, row0, columns, column, total):
+    """total + Σ value_i · weight[(row0 + rows[i])·columns + column] (weight flat; the columns past the last whole
+    vector)."""
+    for i in range(lo, hi):
+        w = weight[(row0 + rows[i]) * columns + column]
+        total += values[i] * w if has_values else w
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
-def linear_scatter(active, n_active, masks, values, has_values, weight, acc):
-    """acc[t, o] += value · weight[i, o] for every event i and its steps t; returns accumulates done."""
-    features_out = weight.shape[1]
-    steps = acc.shape[0]
-    ts = np.empty(steps, dtype=np.int64)
-    vs = np.empty(steps, dtype=np.int64)
+def _by_position(starts, pos, chan, values, has_values, t, key_of, first, key, value):
+    """The events (p, c) of step t sorted by position: position q's are key[first[q]:first[q + 1]] (and value[…]),
+    key = key_of[p] + c. `first` has one entry per position plus one."""
+    first[:] = 0
+    for e in range(starts[t], starts[t + 1]):
+        first[pos[e] + 1] += 1
+    for q in range(1, len(first)):
+        first[q] += first[q - 1]
+    for e in range(starts[t], starts[t + 1]):
+        q = pos[e]
+        k = first[q]
+        key[k] = key_of[q] + chan[e]
+        if has_values:
+            value[k] = values[e]
+        first[q] = k + 1
+    for q in range(len(first) - 1, 0, -1):  # placing advanced each start to the next one's; shift back
+        first[q] = first[q - 1]
+    first[0] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_gather(starts, pos, chan, values, has_values, in_height, in_width, in_channels, kernel, stride, pad, weight,
+                acc, key_of, first, key, value):
+    """acc[t, oy, ox, :] = Σ value · weight[ky, kx, c, :] over the events (y, x, c) of step t with
+    y = oy·stride − pad + ky, x = ox·stride − pad + kx, for every output neuron (written in full, zero where no
+    event arrives). Returns the accumulates (SynOps).
+
+    weight [k·k·C_in, C_out] has rows (ky·k + kx)·C_in + c. Each event carries key = (y·k + x)·C_in + c
+    (key_of [H·W] holds (y·k + x)·C_in), so its row for output (oy, ox) is key − ((oy·s − pad)·k + ox·s − pad)·C_in:
+    the inputs of one kernel row (ky) are the events of consecutive positions, one contiguous stretch of the
+    position-sorted list, summed in one loop. first [H·W + 1], key / value [H·W·C_in] are scratch.
+    """
+    columns = weight.shape[1]
+    width = 64 // weight.itemsize
+    whole = columns - columns % width
+    steps, out_height, out_width = acc.shape[0], acc.shape[1], acc.shape[2]
+    flat, cells = acc.reshape(-1), weight.reshape(-1)
     ops = 0
-    for e in range(n_active):
-        k = _steps_of(masks[e], e, values, has_values, steps, ts, vs)
-        w = weight[active[e]]
-        for i in range(k):
-            row = acc[ts[i]]
-            v = vs[i]
-            if v == 1:
-                for o in range(features_out):
-                    row[o] += w[o]
-            else:
-                for o in range(features_out):
-                    row[o] += v * w[o]
-        ops += k * features_out
-    return ops
+    for t in range(steps):
+        _by_position(starts, pos, chan, values, has_values, t, key_of, first, key, value)
+        for oy in range(out_height):
+            y0 = oy * stride - pad
+            for ox in range(out_width):
+                x0 = ox * stride - pad
+                x_lo, x_hi = max(x0, 0), min(x0 + kernel, in_width)  # the kernel's columns inside the map
+                row0 = -(y0 * kernel + x0) * in_channels
+                at = ((t * out_height + oy) * out_width + ox) * columns
+                for y in range(max(y0, 0), min(y0 + kernel, in_height)):
+                    ops += first[y * in_width + x_hi] - first[y * in_width + x_lo]
+                for offset in range(0, whole, 4 * width):
+                    vectors = min(4, (whole - offset) // width)
+                    a = vzero(weight), vzero(weight), vzero(weight), vzero(weight)
+                    for y in range(max(y0, 0), min(y0 + kernel, in_height)):
+                        a = _accumulate(a, weight, key, value, has_values, first[y * in_width + x_lo],
+                                        first[y * in_width + x_hi], row0, columns, offset, vectors)
+                    _store(flat, at + offset, a, vectors)
+                for column in range(whole, columns):
+                    total = weight.dtype.type(0)
+                    for y in range(max(y0, 0), min(y0 + kernel, in_height)):
+                        total = _tail(cells, key, value, has_values, first[y * in_width + x_lo],
+                                      first[y * in_width + x_hi], row0, columns, column, total)
+                    flat[at + column] = total
+    return ops * columns
 
 
 @numba.njit(cache=True, nogil=True)
-def pool_events(active, n_active, masks, steps, in_width, channels, kernel, out_height, out_width, grid, touched,
-                out_active, out_masks, out_values):
-    """k × k average pooling (stride k) of spike events into events with values = spikes per window and step.
+def linear_gather(starts, pos, chan, values, has_values, channels, weight, acc, rows):
+    """acc[t, :] = Σ value · weight[p·C + c, :] over the events (p, c) of step t (C = `channels`: the input map's
+    channels-last order); weight [F_in, F_out], acc [T, F_out], rows [events of a step] scratch. Returns the
+    accumulates."""
+    columns = weight.shape[1]
+    width = 64 // weight.itemsize
+    whole = columns - columns % width
+    flat, cells = acc.reshape(-1), weight.reshape(-1)
+    ops = 0
+    for t in range(acc.shape[0]):
+        lo, hi = starts[t], starts[t + 1]
+        for e in range(lo, hi):
+            rows[e - lo] = pos[e] * channels + chan[e]
+        step_values = values[lo:hi] if has_values else values
+        for offset in range(0, whole, 4 * width):
+            vectors = min(4, (whole - offset) // width)
+            a = _accumulate((vzero(weight), vzero(weight), vzero(weight), vzero(weight)), weight, rows, step_values,
+                            has_values, 0, hi - lo, 0, columns, offset, vectors)
+            _store(flat, t * columns + offset, a, vectors)
+        for column in range(whole, columns):
+            flat[t * columns + column] = _tail(cells, rows, step_values, has_values, 0, hi - lo, 0, columns, column,
+                                               weight.dtype.type(0))
+        ops += hi - lo
+    return ops * columns
 
-    `grid` [out_height·out_width·C, steps] (int32) and `touched` [out_height·out_width·C] (uint8) must be zero
-    and are left zero; `out_values` rows are written in full. The output events come out ascending from one
-    scan of `touched` (a byte per output neuron, ∝ map size / k², far below the LIF layer's cost), the rest
-    is ∝ spikes. Returns (output events, accumulates done: spikes inside a window).
+
+@numba.njit(cache=True, nogil=True)
+def pool_events(starts, pos, chan, cell_of, channels, grid, out_starts, out_pos, out_chan, out_values):
+    """Average pooling (stride = kernel) of spike events into events whose values are the spikes per window.
+
+    cell_of [H·W] is the window of each input position (−1: no window covers it); `grid` [windows·C] (int32)
+    must be zero and is left zero; out_pos / out_chan need one spare slot (an event is written before it is
+    kept). A step's output events are the (window, channel) pairs its spikes touched, in the order first
+    touched. Returns the accumulates done (spikes inside a window).
     """
     ops = 0
-    for e in range(n_active):
-        j = active[e]
-        c = j % channels
-        p = j // channels
-        y = p // in_width
-        oy = y // kernel
-        ox = (p - y * in_width) // kernel
-        if oy >= out_height or ox >= out_width:
-            continue  # the rows/columns no window covers
-        q = (oy * out_width + ox) * channels + c
-        cell = grid[q]
-        m = masks[e]
-        touched[q] = 1
-        for t in range(steps):
-            bit = (m >> np.uint64(t)) & np.uint64(1)
-            cell[t] += np.int32(bit)
-            ops += np.int64(bit)
     n = 0
-    for q in range(touched.size):
-        if touched[q]:
-            touched[q] = 0
-            cell = grid[q]
-            row = out_values[n]
-            m = np.uint64(0)
-            for t in range(steps):
-                row[t] = cell[t]
-                m |= np.uint64(cell[t] != 0) << np.uint64(t)
-                cell[t] = 0
-            out_active[n] = q
-            out_masks[n] = m
-            n += 1
-    return n, ops
+    out_starts[0] = 0
+    for t in range(len(starts) - 1):
+        first = n
+        for e in range(starts[t], starts[t + 1]):
+            cell = cell_of[pos[e]]
+            if cell < 0:
+                continue
+            q = cell * channels + chan[e]
+            count = grid[q]
+            grid[q] = count + 1
+            out_pos[n] = cell  # branch-free: kept (the list advances) only at the window's first spike
+            out_chan[n] = chan[e]
+            n += count == 0
+            ops += 1
+        for e in range(first, n):
+            q = out_pos[e] * channels + out_chan[e]
+            out_values[e] = grid[q]
+            grid[q] = 0
+        out_starts[t + 1] = n
+    return ops
 
 
-@numba.njit(cache=True, nogil=True)
-def _finish_step(fired_mask, bit, row, spike_row, record, clear) -> None:
-    """After step `bit` of one position: write its spikes (if recording) and clear its accumulator row (if asked)."""
+PACK = np.uint64(0x0102040810204080)  # w·PACK >> 56 packs the eight 0/1 bytes of w into one byte, lowest first
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _emit(fired, words, channels, t, p, record, spikes, pos, chan, n):
+    """Record a position's spikes in spikes[t] (if asked) and append its channels that fired to the event list;
+    new length.
+
+    `fired` holds one 0/1 byte per channel, zero-padded to a multiple of 64; `words` is the same memory as
+    uint64. The channels are taken 64 at a time as a bit mask (eight bytes packed by one multiply) whose set
+    bits are visited lowest first, so the work is ∝ spikes, not ∝ channels."""
     if record:
-        for c in range(len(spike_row)):
-            spike_row[c] = (fired_mask[c] >> bit) & np.uint64(1)
-    if clear:
-        row[:] = 0
-
-
-@numba.njit(cache=True, nogil=True)
-def _emit_active(fired_mask, p, active, masks, n: int) -> int:
-    """Append the neurons of position p that fired at some step (index, step mask) to the event list; new length."""
-    channels = len(fired_mask)
-    for c in range(channels):
-        if fired_mask[c] != 0:
-            active[n] = p * channels + c
-            masks[n] = fired_mask[c]
+        for c in range(channels):
+            spikes[t, p * channels + c] = fired[c]
+    for base in range(0, channels, 64):
+        mask = np.uint64(0)
+        for k in range(8):
+            mask |= ((words[base // 8 + k] * PACK) >> np.uint64(56)) << np.uint64(8 * k)
+        while mask:
+            pos[n] = p
+            chan[n] = base + np.int64(trailing_zeros(mask))
             n += 1
+            mask &= mask - np.uint64(1)
     return n
 
 
 @numba.njit(cache=True, nogil=True)
-def lif_integer(acc, gain, offset, frac, shift, threshold, low, high, zero_reset, state, clear, record, spikes,
-                active, masks):
+def lif_integer(acc, gain, offset, frac, shift, threshold, low, high, zero_reset, state, record, spikes, starts, pos,
+                chan):
     """`neurons.integer`'s fixed-point LIF over x = acc·gain[c] + offset[c]; threshold given as θ·2^f.
 
-    acc [P, T, C]; state [P, C] (the stored levels, carried between windows); spikes [T, P·C] (uint8) written
-    when `record`; returns the number of events written to active / masks. acc is zeroed when `clear`.
+    acc [T, P, C]; state [P, C] (the stored levels, carried between windows); spikes [T, P·C] (uint8) written when
+    `record`; the events of step t go to pos/chan[starts[t]:starts[t + 1]].
     """
-    positions, steps, channels = acc.shape
+    steps, positions, channels = acc.shape
     scale = 2.0**frac
     half = np.int64(1) << (frac - 1)
-    fired_mask = np.zeros(channels, dtype=np.uint64)
+    fired = np.zeros((channels + 63) // 64 * 64, dtype=np.uint8)
+    words = fired.view(np.uint64)
     n = 0
-    for p in range(positions):
-        level = state[p]
-        fired_mask[:] = 0
-        for t in range(steps):
-            row = acc[p, t]
-            bit = np.uint64(t)
+    starts[0] = 0
+    for t in range(steps):
+        for p in range(positions):
             for c in range(channels):
-                x = row[c] * gain[c] + offset[c]
+                x = acc[t, p, c] * gain[c] + offset[c]
                 x = min(max(x, -INPUT_LIMIT), INPUT_LIMIT)
-                h = ((np.int64(level[c]) << frac) >> shift) + np.int64(math.ceil(x * scale))
-                fired = h > threshold
-                h = (0 if fired else h) if zero_reset else (h - threshold if fired else h)
-                level[c] = min(max(-((half - h) >> frac), low), high)
-                fired_mask[c] |= np.uint64(fired) << bit
-            _finish_step(fired_mask, bit, row, spikes[t, p * channels:(p + 1) * channels], record, clear)
-        n = _emit_active(fired_mask, p, active, masks, n)
+                h = ((np.int64(state[p, c]) << frac) >> shift) + np.int64(math.ceil(x * scale))
+                f = h > threshold
+                h = (0 if f else h) if zero_reset else (h - threshold if f else h)
+                state[p, c] = min(max(-((half - h) >> frac), low), high)
+                fired[c] = f
+            n = _emit(fired, words, channels, t, p, record, spikes, pos, chan, n)
+        starts[t + 1] = n
     return n
 
 
 @numba.njit(cache=True, nogil=True)
-def lif_float(acc, gain, offset, beta, threshold, quantized, low, high, zero_reset, state, clear, record, spikes,
-              active, masks):
+def lif_float(acc, gain, offset, beta, threshold, quantized, low, high, zero_reset, state, record, spikes, starts,
+              pos, chan):
     """`neurons.kernels`' LIF step (no input rounding) in the float type of `state` ([P, C], the model's float32
     or float64, zeros at the start; the scalars of that type too), over x = acc·gain[c] + offset[c] rounded to
     that type. Layout and outputs as `lif_integer`."""
-    positions, steps, channels = acc.shape
+    steps, positions, channels = acc.shape
     value = state.dtype.type
     zero, half = value(0), value(0.5)
-    fired_mask = np.zeros(channels, dtype=np.uint64)
+    fired = np.zeros((channels + 63) // 64 * 64, dtype=np.uint8)
+    words = fired.view(np.uint64)
     n = 0
-    for p in range(positions):
-        membrane = state[p]
-        fired_mask[:] = 0
-        for t in range(steps):
-            row = acc[p, t]
-            bit = np.uint64(t)
+    starts[0] = 0
+    for t in range(steps):
+        for p in range(positions):
             for c in range(channels):
-                current = value(row[c] * gain[c] + offset[c])
-                h = membrane[c] * beta + current
-                fired = h > threshold
-                r = (zero if fired else h) if zero_reset else (h - threshold if fired else h)
+                current = value(acc[t, p, c] * gain[c] + offset[c])
+                h = state[p, c] * beta + current
+                f = h > threshold
+                r = (zero if f else h) if zero_reset else (h - threshold if f else h)
                 if quantized:
                     r = min(max(np.ceil(r - half), low), high)
-                membrane[c] = r
-                fired_mask[c] |= np.uint64(fired) << bit
-            _finish_step(fired_mask, bit, row, spikes[t, p * channels:(p + 1) * channels], record, clear)
-        n = _emit_active(fired_mask, p, active, masks, n)
+                state[p, c] = r
+                fired[c] = f
+            n = _emit(fired, words, channels, t, p, record, spikes, pos, chan, n)
+        starts[t + 1] = n
     return n

@@ -1,0 +1,62 @@
+"""`latency.simd` register vectors and the event kernels' bit tricks against plain numpy."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from sparsity_latency.latency.event_kernels import PACK
+from sparsity_latency.latency.simd import lanes, trailing_zeros, vadd, vload, vscale, vstore, vzero
+
+
+@numba.njit(cache=True)
+def _sum_rows(weight, rows, values, scaled, out):
+    """out[:lanes] = Σ_i (values[i] ·) weight[rows[i], :lanes] through one register vector."""
+    a = vzero(weight)
+    for i in range(len(rows)):
+        v = vload(weight, rows[i] * weight.shape[1])
+        a = vadd(a, vscale(v, values[i]) if scaled else v)
+    vstore(out, 0, a)
+
+
+@numba.njit(cache=True)
+def _lowest_bits(word):
+    out = []
+    while word:
+        out.append(trailing_zeros(word))
+        word &= word - np.uint64(1)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float64])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_register_sum_equals_numpy(dtype: type, scaled: bool) -> None:
+    rng = np.random.default_rng(0)
+    width = lanes(dtype)
+    weight = rng.integers(-3, 4, size=(9, width + 5)).astype(dtype)  # rows longer than one vector
+    if dtype == np.float64:
+        weight = weight + rng.random(weight.shape)
+    rows = np.array([4, 0, 8, 4, 2], dtype=np.int64)
+    values = np.array([1, 2, 3, 4, 1], dtype=np.int32)
+    out = np.full(width + 3, 7, dtype=dtype)  # the elements past one vector stay untouched
+    _sum_rows(weight, rows, values, scaled, out)
+    expected = ((values[:, None] if scaled else 1) * weight[rows, :width]).sum(axis=0)
+    np.testing.assert_allclose(out[:width], expected, rtol=0, atol=1e-12)
+    assert (out[width:] == 7).all()
+    assert width * np.dtype(dtype).itemsize == 64
+
+
+def test_trailing_zeros_visits_set_bits_lowest_first() -> None:
+    for word in (1, 2**63, 0b1011000, 2**64 - 1, 0x8000_0001_0000_0010):
+        assert list(_lowest_bits(np.uint64(word))) == [i for i in range(64) if word >> i & 1]
+    assert list(_lowest_bits(np.uint64(0))) == []
+
+
+def test_pack_puts_each_byte_flag_on_its_bit() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        flags = (rng.random(8) < 0.5).astype(np.uint8)
+        word = int(flags.view(np.uint64)[0])
+        packed = (word * int(PACK) % 2**64) >> 56
+        assert packed == sum(int(bit) << i for i, bit in enumerate(flags))
