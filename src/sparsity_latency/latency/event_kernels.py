@@ -240,6 +240,13 @@ def _emit(fired, words, channels, t, p, record, spikes, pos, chan, n):
     return n
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fired_flags(channels):
+    """One zeroed 0/1 byte per channel, padded to a multiple of 64, and the same memory as uint64 words (`_emit`)."""
+    fired = np.zeros((channels + 63) // 64 * 64, dtype=np.uint8)
+    return fired, fired.view(np.uint64)
+
+
 @numba.njit(cache=True, nogil=True)
 def lif_integer(acc, gain, offset, frac, shift, threshold, low, high, zero_reset, state, record, spikes, starts, pos,
                 chan):
@@ -251,10 +258,8 @@ def lif_integer(acc, gain, offset, frac, shift, threshold, low, high, zero_reset
     steps, positions, channels = acc.shape
     scale = 2.0**frac
     half = np.int64(1) << (frac - 1)
-    fired = np.zeros((channels + 63) // 64 * 64, dtype=np.uint8)
-    words = fired.view(np.uint64)
-    n = 0
-    starts[0] = 0
+    fired, words = _fired_flags(channels)
+    n = starts[0] = 0
     for t in range(steps):
         for p in range(positions):
             for c in range(channels):
@@ -279,10 +284,8 @@ def lif_float(acc, gain, offset, beta, threshold, quantized, low, high, zero_res
     steps, positions, channels = acc.shape
     value = state.dtype.type
     zero, half = value(0), value(0.5)
-    fired = np.zeros((channels + 63) // 64 * 64, dtype=np.uint8)
-    words = fired.view(np.uint64)
-    n = 0
-    starts[0] = 0
+    fired, words = _fired_flags(channels)
+    n = starts[0] = 0
     for t in range(steps):
         for p in range(positions):
             for c in range(channels):
