@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -261,7 +262,7 @@ class EventEngine:
         try:
             return self._run(frames, record_spikes)
         except BaseException:
-            self._buffers = {}  # accumulators may be left nonzero
+            self._buffers = {}  # a pooling grid may be left nonzero
             raise
 
     def _run(self, frames: torch.Tensor, record_spikes: bool) -> EventResult:
@@ -269,7 +270,7 @@ class EventEngine:
         layer_ns: dict[str, float] = {}
         synops: dict[str, float] = {}
         start = time.perf_counter_ns()
-        currents = self._first_layer(frames)  # [B, P, T, C] float32, channels-last
+        currents = self._first_layer(frames)  # [B, T, H, W, C] (or [B, T, 1, 1, N]), channels-last
         macs = {("conv1" if self.conv else "fc1"): float(self._first_macs(frames.shape[2:])) * steps * batch}
         _timed(layer_ns, "conv1" if self.conv else "fc1", start)
         logits, spikes = [], []
@@ -324,7 +325,7 @@ class EventEngine:
             window = min(steps - t0, WINDOW_STEPS)
             acc = np.ascontiguousarray(current[t0:t0 + window])
             gain, offset, shape = ones, zeros, first_shape
-            events = _Events(np.zeros(1, dtype=np.int64), _NO_VALUES, _NO_VALUES)
+            events = _Events(np.zeros(1, dtype=np.int64), _NO_VALUES, _NO_VALUES)  # none: layer 1 reads frames
             for i in range(1, self.depth + 1):
                 name = f"conv{i}" if self.conv else f"fc{i}"
                 begin = time.perf_counter_ns()
@@ -368,13 +369,23 @@ class EventEngine:
         out_h, out_w = (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
         channels_out = weights.values.shape[1]
         acc = self._buffer(("acc", i), (window, out_h, out_w, channels_out), weights.values.dtype)
-        y, x = np.divmod(np.arange(height * width, dtype=np.int64), width)
+        key_of = self._position_table(("key", i), height, width, lambda y, x: (y * k + x) * channels)
         ops = kernels.conv_gather(events.starts, events.pos, events.chan, events.values, events.has_values, height,
-                                  width, channels, k, stride, pad, weights.values, acc, (y * k + x) * channels,
+                                  width, channels, k, stride, pad, weights.values, acc, key_of,
                                   self._buffer(("first", i), (height * width + 1,), np.int64),
                                   self._buffer(("key", i), (height * width * channels,), np.int64),
                                   self._buffer(("value", i), (height * width * channels,), np.int32))
         return acc, (out_h, out_w, channels_out), ops
+
+    def _position_table(self, key: tuple, height: int, width: int,
+                        build: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """build(y, x) over the positions p = y·W + x of an H × W map [H·W], made once per key and map size: what a
+        kernel needs of a position, looked up instead of divided out per event."""
+        tables = self.__dict__.setdefault("_tables", {})
+        if (*key, height, width) not in tables:
+            y, x = np.divmod(np.arange(height * width, dtype=np.int64), width)
+            tables[*key, height, width] = build(y, x)
+        return tables[*key, height, width]
 
     def _linear(self, events: _Events, shape: tuple[int, ...], weight: np.ndarray, acc: np.ndarray, key: tuple
                 ) -> int:
@@ -389,13 +400,10 @@ class EventEngine:
         height, width, channels = shape
         out_h, out_w = height // size, width // size
         cells = out_h * out_w * channels
-        cache = self.__dict__.setdefault("_cells_cache", {})
-        if (i, height, width) not in cache:
-            y, x = np.divmod(np.arange(height * width, dtype=np.int64), width)
-            cell = (y // size) * out_w + x // size
-            cache[i, height, width] = np.where((y // size < out_h) & (x // size < out_w), cell, -1).astype(np.int32)
+        cell_of = self._position_table(("cell", i), height, width, lambda y, x: np.where(
+            (y // size < out_h) & (x // size < out_w), (y // size) * out_w + x // size, -1).astype(np.int32))
         pooled = _Events.buffers(self, ("pool", i), window, cells, values=True)
-        ops = kernels.pool_events(events.starts, events.pos, events.chan, cache[i, height, width], channels,
+        ops = kernels.pool_events(events.starts, events.pos, events.chan, cell_of, channels,
                                   self._buffer(("grid", i), (cells,), np.int32), pooled.starts, pooled.pos,
                                   pooled.chan, pooled.values)
         return pooled, (out_h, out_w, channels), ops

@@ -39,6 +39,12 @@ INPUT_LIMIT = 2.0**40  # as `neurons.integer`: beyond this every decision is the
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _scaled(w, v, has_values):
+    """v · w for pooled events; spikes (value 1) need no multiply."""
+    return vscale(w, v) if has_values else w
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _accumulate(a, weight, rows, values, has_values, lo, hi, row0, columns, offset, vectors):
     """a (4 vectors; the first `vectors` used) += value_i · weight row (row0 + rows[i]), columns offset … offset +
     vectors·lanes, for lo ≤ i < hi; weight is [rows, columns] flat."""
@@ -46,23 +52,14 @@ def _accumulate(a, weight, rows, values, has_values, lo, hi, row0, columns, offs
     width = 64 // weight.itemsize
     for i in range(lo, hi):
         base = (row0 + rows[i]) * columns + offset
-        if has_values:
-            v = values[i]
-            a0 = vadd(a0, vscale(vload(weight, base), v))
-            if vectors > 1:
-                a1 = vadd(a1, vscale(vload(weight, base + width), v))
-            if vectors > 2:
-                a2 = vadd(a2, vscale(vload(weight, base + 2 * width), v))
-            if vectors > 3:
-                a3 = vadd(a3, vscale(vload(weight, base + 3 * width), v))
-        else:
-            a0 = vadd(a0, vload(weight, base))
-            if vectors > 1:
-                a1 = vadd(a1, vload(weight, base + width))
-            if vectors > 2:
-                a2 = vadd(a2, vload(weight, base + 2 * width))
-            if vectors > 3:
-                a3 = vadd(a3, vload(weight, base + 3 * width))
+        v = values[i] if has_values else 1
+        a0 = vadd(a0, _scaled(vload(weight, base), v, has_values))
+        if vectors > 1:
+            a1 = vadd(a1, _scaled(vload(weight, base + width), v, has_values))
+        if vectors > 2:
+            a2 = vadd(a2, _scaled(vload(weight, base + 2 * width), v, has_values))
+        if vectors > 3:
+            a3 = vadd(a3, _scaled(vload(weight, base + 3 * width), v, has_values))
     return a0, a1, a2, a3
 
 
@@ -131,23 +128,24 @@ def conv_gather(starts, pos, chan, values, has_values, in_height, in_width, in_c
         _by_position(starts, pos, chan, values, has_values, t, key_of, first, key, value)
         for oy in range(out_height):
             y0 = oy * stride - pad
+            y_lo, y_hi = max(y0, 0), min(y0 + kernel, in_height)  # the kernel's rows inside the map
             for ox in range(out_width):
                 x0 = ox * stride - pad
                 x_lo, x_hi = max(x0, 0), min(x0 + kernel, in_width)  # the kernel's columns inside the map
                 row0 = -(y0 * kernel + x0) * in_channels
                 at = ((t * out_height + oy) * out_width + ox) * columns
-                for y in range(max(y0, 0), min(y0 + kernel, in_height)):
+                for y in range(y_lo, y_hi):
                     ops += first[y * in_width + x_hi] - first[y * in_width + x_lo]
                 for offset in range(0, whole, 4 * width):
                     vectors = min(4, (whole - offset) // width)
                     a = vzero(weight), vzero(weight), vzero(weight), vzero(weight)
-                    for y in range(max(y0, 0), min(y0 + kernel, in_height)):
+                    for y in range(y_lo, y_hi):
                         a = _accumulate(a, weight, key, value, has_values, first[y * in_width + x_lo],
                                         first[y * in_width + x_hi], row0, columns, offset, vectors)
                     _store(flat, at + offset, a, vectors)
                 for column in range(whole, columns):
                     total = weight.dtype.type(0)
-                    for y in range(max(y0, 0), min(y0 + kernel, in_height)):
+                    for y in range(y_lo, y_hi):
                         total = _tail(cells, key, value, has_values, first[y * in_width + x_lo],
                                       first[y * in_width + x_hi], row0, columns, column, total)
                     flat[at + column] = total

@@ -16,6 +16,7 @@ No bounds are checked: the caller keeps offset + lanes within the array.
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, models, register_model
@@ -40,7 +41,6 @@ class _VectorModel(models.PrimitiveModel):
 
 def lanes(dtype: object) -> int:
     """Elements per vector of a numpy dtype."""
-    import numpy as np
     return VECTOR_BITS // (8 * np.dtype(dtype).itemsize)
 
 
