@@ -22,7 +22,7 @@ def _one_line_error(result, code: int = 2) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", ["train", "attack", "profile", "correlate", "study"])
+@pytest.mark.parametrize("command", ["train", "attack", "profile", "correlate", "report", "study"])
 def test_help_has_an_example(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.returncode == 0
@@ -40,9 +40,15 @@ def test_study_writes_complete_runs_and_correlations(tiny_study: Path) -> None:
         for name in ("checkpoint.pt", "train.parquet", "attack.parquet", "profile.parquet"):
             assert (directory / name).is_file()
     correlations = pd.read_parquet(tiny_study / "correlations.parquet")
-    assert set(correlations["group"]) == {"standard", "pgd-at", "all", "pgd-at − standard"}
-    assert (correlations.loc[correlations["group"] == "all", "n"] == 6).all()
-    assert (correlations.loc[correlations["group"] == "pgd-at − standard", "n"] == 3).all()
+    assert set(correlations["group"]) == {"standard", "pgd-at", "pgd-at − standard", "pgd-at vs standard"}
+    network = correlations[correlations["level"] == "network"]
+    assert (network["n"] == 3).all()
+    assert (network.loc[network["kind"] == "difference", "n_reference"] == 3).all()
+    pairs = pd.read_parquet(tiny_study / "pairs.parquet")
+    assert pairs["matched"].all() and len(pairs) == 6
+    adversarial = pairs[pairs["method"] == "pgd-at"]
+    standard = pairs[pairs["method"] == "standard"].set_index("seed")["run_id"]
+    assert (adversarial["standard_run_id"].to_numpy() == standard.loc[adversarial["seed"]].to_numpy()).all()
 
 
 def test_train_command(tiny_config: Path, tmp_path: Path) -> None:
@@ -166,7 +172,7 @@ def test_negative_eps_keeps_earlier_results(study_copy: Path) -> None:
     directory = _run_dirs(study_copy)[0]
     before = (directory / "attack.parquet").read_bytes()
     assert "'attack.eps' must all be >= 0" in _one_line_error(run_cli("attack", directory, "--eps", "-0.1"))
-    assert "eps must be >= 0" in _one_line_error(run_cli("correlate", study_copy, "--eps", "-1"))
+    assert "'correlate.eps' must be >= 0" in _one_line_error(run_cli("correlate", study_copy, "--eps", "-1"))
     assert (directory / "attack.parquet").read_bytes() == before
 
 

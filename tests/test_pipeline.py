@@ -140,7 +140,9 @@ def test_study_correlates_only_its_own_runs(tmp_path: Path) -> None:
     run_study(with_changes(config, {"train.epochs": 2}), tmp_path, CPU)  # another complete run, same folder
     result = run_study(config, tmp_path, CPU)
     assert len(list((tmp_path / "tiny").glob("*/run.json"))) == 2
-    assert (result.correlations["n"] == 1).all()
+    assert set(result.correlation.observations["run_id"]) == {runs.run_id(config)}
+    network = result.correlation.correlations.query("level == 'network'")
+    assert (network["n"] == 1).all() and (network["note"] == "n = 1 < 3").all()
 
 
 def test_interrupted_retraining_keeps_the_earlier_record(tmp_path: Path) -> None:

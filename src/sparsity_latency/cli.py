@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import pandas as pd
 import typer
@@ -21,6 +21,9 @@ from sparsity_latency.errors import InputError
 from sparsity_latency.masking import describe_check
 from sparsity_latency.probes import CHECK, NET
 from sparsity_latency.runs import STAGES
+
+if TYPE_CHECKING:
+    from sparsity_latency.analysis import Correlation
 
 app = typer.Typer(
     help="Gradient sparsity vs inference latency of adversarially trained, membrane-quantized SNNs.\n\n"
@@ -264,31 +267,48 @@ def profile(
 @guarded
 def correlate(
     results: Annotated[Path, typer.Argument(help="Study folder, e.g. results/smoke.", show_default=False)],
-    out: Annotated[Path | None, typer.Option(help="Where to write correlations.parquet "
-                                                  "(default: the study folder).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the tables (default: the study folder).")] = None,
     attack: Annotated[str | None, typer.Option(help="Attack whose gradients are used.")] = None,
     eps: Annotated[float | None, typer.Option(help="Eps whose gradients are used.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a correlate key: --set correlate.bootstrap_resamples=5000 (docs/config.md).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Correlate gradient sparsity with latency across the complete runs of a study.
+    """Correlate gradient sparsity with latency across the complete runs of a study (docs/analysis.md); writes
+    correlations.parquet, observations.parquet and pairs.parquet.
 
     Example: sparsity-latency correlate results/smoke --attack pgd --eps 0.03
     """
+    from sparsity_latency.config import with_changes
+    from sparsity_latency.runs import complete_runs, manifest_config, read_manifest
     from sparsity_latency.study import correlate_into
 
-    if eps is not None and not (math.isfinite(eps) and eps >= 0):
-        raise InputError(f"eps must be >= 0, got {eps}")
-    correlations = correlate_into(results, out, attack, eps)
-    _print_correlations(correlations, as_json)
-    if not as_json:
-        from sparsity_latency.robustness import flagged_runs
-        from sparsity_latency.runs import complete_runs
+    changes = _section_overrides(set_, "correlate")
+    if attack is not None:
+        changes["correlate.attack"] = attack
+    if eps is not None:
+        changes["correlate.eps"] = eps
+    first = manifest_config(read_manifest(complete_runs(results)[0]))
+    result = correlate_into(results, out, with_changes(first, changes).correlate)
+    _print_correlation(result, as_json)
+    if result.flagged and not as_json:
+        console.print(f"[bold red]note[/]: {len(result.flagged)} of {len(result.pairs)} runs failed "
+                      f"gradient-masking checks; their gradients may mislead: {', '.join(result.flagged)}")
 
-        directories = complete_runs(results)
-        flagged = flagged_runs(directories)
-        if flagged:
-            console.print(f"[bold red]note[/]: {len(flagged)} of {len(directories)} runs failed gradient-masking "
-                          f"checks; their gradients may mislead: {', '.join(flagged)}")
+
+@app.command()
+@guarded
+def report(
+    results: Annotated[Path, typer.Argument(help="A correlated study folder, e.g. results/smoke.", show_default=False)],
+    out: Annotated[Path | None, typer.Option(help="Folder of the report (default: RESULTS/report).")] = None,
+) -> None:
+    """Write one self-contained HTML page with the study's figures and correlation table (docs/report.md).
+
+    Example: sparsity-latency report results/smoke
+    """
+    from sparsity_latency.report import write_report
+
+    console.print(f"report: {write_report(results, out)}")
 
 
 @app.command()
@@ -308,6 +328,7 @@ def study(
     Example: sparsity-latency study experiments/smoke.toml --out results
     """
     from sparsity_latency.config import load_config
+    from sparsity_latency.report import write_report
     from sparsity_latency.study import expand_grid, run_study
 
     cfg = load_config(config, set_ or [])
@@ -320,12 +341,16 @@ def study(
             progress.update(task, advance=1, description=f"{run_id} {stage}{' (done before)' if skipped else ''}")
 
         result = run_study(cfg, out, torch_device, on_stage)
+        progress.update(task, description="report")
+        page = write_report(result.directory)
     directories = [result.directory / run_id for run_id in result.run_ids]
     if as_json:
         from sparsity_latency.robustness import flagged_runs, robustness_table
 
         console.print_json(json.dumps({
-            "correlations": json.loads(result.correlations.to_json(orient="records")),
+            "correlations": json.loads(result.correlation.correlations.to_json(orient="records")),
+            "unmatched": result.correlation.unmatched,
+            "report": str(page),
             "robustness": json.loads(robustness_table(directories).to_json(orient="records")),
             "flagged": flagged_runs(directories),
         }))
@@ -333,7 +358,8 @@ def study(
     console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
                   f"({result.stages_run} stages run, {result.stages_skipped} already complete)")
     _print_robustness(directories)
-    _print_correlations(result.correlations, as_json)
+    _print_correlation(result.correlation, as_json)
+    console.print(f"report: {page}")
 
 
 def _print_robustness(directories: list[Path]) -> None:
@@ -439,27 +465,38 @@ def _label(measure: str) -> str:
     return measure.replace("_grad_", " ").replace("_fraction", "")
 
 
-def _print_correlations(frame: pd.DataFrame, as_json: bool) -> None:
-    """Spearman ρ (p) of each x × y measure, one column per group; the parquet also has Pearson."""
+def _print_correlation(result: Correlation, as_json: bool) -> None:
+    """Network-level Spearman ρ (BH p) of each x × y measure, one column per group; then unmatched and flagged runs."""
+    from sparsity_latency.measures import NETWORK
+    from sparsity_latency.statistics import SPEARMAN
+
     if as_json:
-        console.print_json(frame.to_json(orient="records"))
+        console.print_json(json.dumps({
+            "correlations": json.loads(result.correlations.to_json(orient="records")),
+            "pairs": json.loads(result.pairs.to_json(orient="records")),
+            "unmatched": result.unmatched, "flagged": result.flagged}))
         return
-    groups = list(dict.fromkeys(frame["group"]))
-    table = Table(title="Spearman ρ (p): gradient sparsity (x) vs latency (y)",
-                  caption="— : fewer than 3 runs, or no spread; Pearson is in correlations.parquet")
+    frame = result.correlations
+    frame = frame[(frame["level"] == NETWORK) & (frame["coefficient"] == SPEARMAN)]
+    columns = list(dict.fromkeys(zip(frame["kind"], frame["group"], strict=True)))
+    table = Table(title="network level · Spearman ρ (Benjamini–Hochberg p): gradient sparsity (x) vs latency (y)",
+                  caption="— : not computable (see `note`); paired: Δ sparsity vs relative latency reduction; "
+                          "Pearson, 95 % intervals and layer level in correlations.parquet")
     table.add_column("x")
     table.add_column("y")
-    for group in groups:
-        n = int(frame.loc[frame["group"] == group, "n"].max())
+    for kind, group in columns:
+        n = int(frame.loc[(frame["kind"] == kind) & (frame["group"] == group), "n"].max())
         table.add_column(f"{group} n={n}", justify="right")
     for (x, y), rows in frame.groupby(["x_measure", "y_measure"], sort=False):
         cells = []
-        for group in groups:
-            row = rows[rows["group"] == group].iloc[0]
-            cells.append("—" if math.isnan(row["spearman_r"])
-                         else f"{row['spearman_r']:+.2f} ({row['spearman_p']:.2g})")
+        for kind, group in columns:
+            row = rows[(rows["kind"] == kind) & (rows["group"] == group)].iloc[0]
+            cells.append("—" if math.isnan(row["r"]) else f"{row['r']:+.2f} ({row['p_bh']:.2g})")
         table.add_row(_label(x), _label(y), *cells)
     console.print(table)
+    if result.unmatched:
+        console.print(f"[bold]unmatched runs[/] (no partner of the other training kind; left out of the paired "
+                      f"tests): {', '.join(result.unmatched)}")
 
 
 def main() -> None:

@@ -98,6 +98,21 @@ class TrainConfig:
     grad_tau: float = 0.01  # |g| <= tau · max|g| counts as a small gradient
 
 
+STANDARD = "standard"  # the training method adversarial runs are compared with
+
+# The training settings each method reads besides those every method shares (epochs, batch_size, lr, grad_tau).
+# A run's identity leaves out the ones its method does not read, so that a standard run is shared by
+# adversarial variants that differ only in them (docs/schema.md, "Run identity").
+METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
+    STANDARD: (),
+    "pgd-at": ("eps", "pgd_steps", "pgd_step_size"),
+    "fgsm-at": ("eps", "fgsm_step_size"),
+    "trades": ("eps", "pgd_steps", "pgd_step_size", "trades_beta"),
+    "grad-reg": ("grad_reg_h", "grad_reg_lambda"),
+    "pgd-at+grad-reg": ("eps", "pgd_steps", "pgd_step_size", "grad_reg_h", "grad_reg_lambda"),
+}
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     """Robustness evaluation on the test set: attacks × budgets, and the gradient-masking checks."""
@@ -142,10 +157,14 @@ class ProfileConfig:
 
 @dataclass(frozen=True)
 class CorrelateConfig:
-    """Which attack and eps give the gradient-sparsity measures that `correlate` uses."""
+    """Which evaluation gives `correlate` its gradient sparsity and time steps, and how it draws its intervals."""
 
     attack: str = "pgd"
     eps: float = 0.03
+    exit_threshold: float = 0.9  # early-exit threshold whose decision_time_steps is the time-step latency
+    bootstrap_resamples: int = 1000  # resamples of the 95 % percentile intervals
+    permutations: int = 1000  # label permutations of the Spearman group-difference test
+    seed: int = 0  # seed of the resamples and permutations
 
 
 @dataclass(frozen=True)
@@ -455,6 +474,10 @@ def check_config(config: Config) -> None:
         non_negative(f"profile.{key}", getattr(profile, key))
     known("attack", config.correlate.attack, ATTACKS)
     non_negative("correlate.eps", config.correlate.eps)
+    _require(0 <= config.correlate.exit_threshold <= 1,
+             f"config 'correlate.exit_threshold' must lie in [0, 1], got {config.correlate.exit_threshold}")
+    positive("correlate.bootstrap_resamples", config.correlate.bootstrap_resamples)
+    positive("correlate.permutations", config.correlate.permutations)
 
 
 def check_study(config: Config) -> None:
@@ -466,3 +489,6 @@ def check_study(config: Config) -> None:
     key = BUDGET_KEYS[ATTACKS[config.correlate.attack].norm]
     _require(any(math.isclose(config.correlate.eps, eps) for eps in getattr(config.attack, key)),
              f"config 'correlate.eps' ({config.correlate.eps}) must be one of attack.{key}")
+    _require(any(math.isclose(config.correlate.exit_threshold, t) for t in config.profile.exit_thresholds),
+             f"config 'correlate.exit_threshold' ({config.correlate.exit_threshold}) must be one of "
+             "profile.exit_thresholds")

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow
 import torch
 
-from sparsity_latency.config import Config, config_from_dict, config_to_dict
+from sparsity_latency.config import METHOD_SETTINGS, STANDARD, Config, config_from_dict, config_to_dict, with_changes
 from sparsity_latency.errors import InputError
 from sparsity_latency.schema import SCHEMA_VERSION, check_table, to_table
 
@@ -46,9 +46,12 @@ def _digest(value: Any, length: int = 10) -> str:
 
 
 def run_identity(config: Config) -> dict:
-    """The part of the config that defines a trained model."""
+    """The part of the config that defines a trained model: training settings the method does not read are left out."""
     plain = config_to_dict(config)
-    return {key: plain[key] for key in IDENTITY_SECTIONS}
+    identity = {key: plain[key] for key in IDENTITY_SECTIONS}
+    unread = set().union(*METHOD_SETTINGS.values()) - set(METHOD_SETTINGS[config.train.method])
+    identity["train"] = {k: v for k, v in identity["train"].items() if k not in unread}
+    return identity
 
 
 def run_id(config: Config) -> str:
@@ -57,10 +60,9 @@ def run_id(config: Config) -> str:
 
 
 def pair_key(config: Config) -> str:
-    """Same for runs that differ only in training method: how adversarial runs find their standard run."""
-    identity = run_identity(config)
-    identity["train"] = {k: v for k, v in identity["train"].items() if k != "method"}
-    return _digest(identity)
+    """The identity of the standard run trained like this one (same seed, data, model, shared training settings):
+    how an adversarial run finds its standard run."""
+    return _digest(run_identity(with_changes(config, {"train.method": STANDARD})))
 
 
 def study_dir(out: str | Path, config: Config) -> Path:

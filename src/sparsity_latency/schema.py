@@ -11,7 +11,7 @@ import pandas as pd
 from sparsity_latency.errors import InputError
 from sparsity_latency.probes import GRAD_COLUMNS
 
-SCHEMA_VERSION = 4  # 4: profile table with wall-clock repeats, per-layer latency and early exit (3: attack checks)
+SCHEMA_VERSION = 5  # 5: run ids leave out training settings the method does not use; correlations in long form
 
 STR, INT, FLOAT, BOOL = "string", "int64", "float64", "boolean"
 NULLABLE_INT = "Int64"  # an integer column that some rows leave empty
@@ -42,8 +42,15 @@ TABLES: dict[str, dict[str, str]] = {
         "model_memory_bits": FLOAT,
     },
     "correlations": {
-        "group": STR, "x_measure": STR, "y_measure": STR, "n": INT,
-        "spearman_r": FLOAT, "spearman_p": FLOAT, "pearson_r": FLOAT, "pearson_p": FLOAT,
+        "level": STR, "layer": STR, "kind": STR, "group": STR, "x_measure": STR, "y_measure": STR,
+        "coefficient": STR, "n": INT, "n_reference": NULLABLE_INT, "r": FLOAT, "p": FLOAT, "p_bh": FLOAT,
+        "ci_low": FLOAT, "ci_high": FLOAT, "test": STR, "ci_method": STR, "note": STR,
+    },
+    "observations": {
+        **RUN_COLUMNS, "pair_key": STR, "level": STR, "layer": STR, "measure": STR, "value": FLOAT,
+    },
+    "pairs": {
+        **RUN_COLUMNS, "pair_key": STR, "standard_run_id": STR, "matched": BOOL,
     },
 }
 

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from sparsity_latency import runs
-from sparsity_latency.analysis import correlate
-from sparsity_latency.config import Config, check_study, config_to_dict, with_changes
+from sparsity_latency.analysis import Correlation, correlate
+from sparsity_latency.config import Config, CorrelateConfig, check_study, config_to_dict, with_changes
 from sparsity_latency.stages import attack_stage, profile_stage, train_stage
 
 # Called after each stage of each run: (run id, stage, whether it was skipped as already complete).
@@ -39,7 +38,7 @@ class StudyResult:
     run_ids: list[str]
     stages_run: int
     stages_skipped: int
-    correlations: pd.DataFrame
+    correlation: Correlation
 
 
 def run_study(config: Config, out: str | Path, device: torch.device,
@@ -69,13 +68,17 @@ def run_study(config: Config, out: str | Path, device: torch.device,
             if on_stage is not None:
                 on_stage(run_id, stage, complete)
     directory = runs.study_dir(out, config)
-    correlations = correlate_into(directory, attack=config.correlate.attack, eps=config.correlate.eps,
-                                  run_ids=run_ids)
-    return StudyResult(directory, run_ids, done, skipped, correlations)
+    correlation = correlate_into(directory, settings=config.correlate, run_ids=run_ids)
+    return StudyResult(directory, run_ids, done, skipped, correlation)
 
 
-def correlate_into(results: Path, out: Path | None = None, attack: str | None = None,
-                   eps: float | None = None, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """Correlate a study directory and write `correlations.parquet` (into `out`, default the study)."""
-    rows = correlate(results, attack, eps, run_ids).to_dict("records")
-    return runs.write_table(Path(out or results) / "correlations.parquet", rows, "correlations")
+def correlate_into(results: Path, out: Path | None = None, settings: CorrelateConfig | None = None,
+                   run_ids: list[str] | None = None) -> Correlation:
+    """Correlate a study directory and write its three tables (into `out`, default the study folder):
+    correlations.parquet, observations.parquet (the points) and pairs.parquet (the pairing)."""
+    result = correlate(results, settings, run_ids)
+    folder = Path(out or results)
+    for table in ("observations", "pairs", "correlations"):
+        frame = runs.write_table(folder / f"{table}.parquet", getattr(result, table).to_dict("records"), table)
+        setattr(result, table, frame)
+    return result
