@@ -1,21 +1,16 @@
 """`correlate`'s tables on hand-built observations: blocks, pairing, paired values, groups, notes, BH."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from sparsity_latency.analysis import (
-    blocks,
-    correlations_table,
-    fisher_z_test,
-    layer_measures,
-    pair_runs,
-    paired_frame,
-)
+from sparsity_latency.analysis import correlations_table, fisher_z_test, pair_runs, paired_frame
 from sparsity_latency.measures import LAYER, NETWORK, POOLED, X_MEASURES, Y_MEASURES
+from sparsity_latency.observations import blocks, layer_measures
 from sparsity_latency.probes import NET
 from sparsity_latency.statistics import Resampling
 
@@ -27,7 +22,7 @@ def _profile(rows: list[tuple]) -> pd.DataFrame:
     """Profile rows (layer, spike_sparsity, weight_memory_bits, synops, energy_pj, layer_ms_p50) of one backend."""
     frame = pd.DataFrame(rows, columns=["layer", "spike_sparsity", "weight_memory_bits", "synops", "energy_pj",
                                         "layer_ms_p50"])
-    frame["backend"], frame["batch_size"] = "dense", 1
+    frame["run_id"], frame["backend"], frame["batch_size"] = "r", "dense", 1
     return frame
 
 
@@ -50,19 +45,20 @@ def test_blocks_stay_inside_each_sub_network() -> None:
 
 
 def test_layer_measures_sum_latency_over_the_block() -> None:
-    evaluation = pd.DataFrame({"layer": ["conv1", "gate1", "lif1", "conv2", "lif2"]}).set_index("layer")
+    evaluation = pd.DataFrame({"run_id": "r", "layer": ["conv1", "gate1", "lif1", "conv2", "lif2"]})
     for form in ("zero_fraction", "small_fraction", "hoyer"):  # rows: conv1, gate1, lif1, conv2, lif2
         evaluation[f"spike_grad_{form}"] = [NAN, NAN, 0.5, NAN, 0.125]
         evaluation[f"membrane_grad_{form}"] = [NAN, NAN, 0.25, NAN, 0.375]
         evaluation[f"weight_grad_{form}"] = [0.75, 0.75, NAN, NAN, NAN]
-    evaluation.loc["gate1", "weight_grad_hoyer"] = 0.25  # the block's weight layers are averaged: (0.75 + 0.25)/2
-    found = layer_measures(evaluation, VGG_LIKE)
-    assert found["lif1"]["synops"] == 12.0 and found["lif1"]["energy_pj"] == 62.0  # gate + pool; conv1 has MACs
-    assert found["lif1"]["dense_layer_ms_b1"] == 2.375 and math.isnan(found["lif1"]["event_layer_ms_b1"])
-    assert found["lif2"]["synops"] == 30.0 and found["lif2"]["dense_layer_ms_b1"] == 2.5
-    assert found["lif1"]["weight_grad_hoyer"] == 0.5 and found["lif1"]["weight_grad_zero_fraction"] == 0.75
-    assert found["lif1"]["spike_grad_hoyer"] == 0.5 and found["lif2"]["membrane_grad_small_fraction"] == 0.375
-    assert math.isnan(found["lif2"]["weight_grad_hoyer"])  # conv2 has no row in this evaluation
+    evaluation.loc[1, "weight_grad_hoyer"] = 0.25  # the block's weight layers are averaged: (0.75 + 0.25)/2
+    found = layer_measures(evaluation, VGG_LIKE).loc["r"]
+    assert list(found.index) == ["lif1", "lif2"]
+    assert found.loc["lif1", "synops"] == 12.0 and found.loc["lif1", "energy_pj"] == 62.0  # gate + pool; conv1: MACs
+    assert found.loc["lif1", "dense_layer_ms_b1"] == 2.375 and math.isnan(found.loc["lif1", "event_layer_ms_b1"])
+    assert found.loc["lif2", "synops"] == 30.0 and found.loc["lif2", "dense_layer_ms_b1"] == 2.5
+    assert found.loc["lif1", "weight_grad_hoyer"] == 0.5 and found.loc["lif1", "weight_grad_zero_fraction"] == 0.75
+    assert found.loc["lif1", "spike_grad_hoyer"] == 0.5 and found.loc["lif2", "membrane_grad_small_fraction"] == 0.375
+    assert math.isnan(found.loc["lif2", "weight_grad_hoyer"])  # conv2 has no row in this evaluation
 
 
 def _runs(*specs: tuple[str, str]) -> pd.DataFrame:
@@ -176,6 +172,7 @@ def test_pooled_layers_correlate_within_layer_variation() -> None:
     row = _row(table, level=LAYER, layer=POOLED, kind="within", group="standard", x_measure="spike_grad_hoyer",
                y_measure="synops", coefficient="pearson")
     assert row["n"] == 24 and row["r"] == pytest.approx(stats.pearsonr(z["spike_grad_hoyer"], z["synops"]).statistic)
+    assert row["ci_method"].endswith("whole runs drawn") and "independent" in row["test"]
 
 
 def test_nan_missing_layers_and_small_groups_give_notes_not_crashes() -> None:
@@ -213,3 +210,32 @@ def test_benjamini_hochberg_runs_over_the_whole_table_and_seed_fixes_the_interva
     other = correlations_table(observations, Resampling(resamples=200, permutations=200, seed=1))
     assert not np.allclose(other["ci_low"].fillna(0), table["ci_low"].fillna(0))
     assert (other["r"].fillna(9) == table["r"].fillna(9)).all()
+
+
+def test_observations_of_a_real_study_equal_a_direct_reading_of_each_run(tiny_study: Path) -> None:
+    observations = pd.read_parquet(tiny_study / "observations.parquet").set_index(["run_id", "layer", "measure"])
+    for directory in sorted(p for p in tiny_study.iterdir() if (p / "run.json").is_file()):
+        attack = pd.read_parquet(directory / "attack.parquet")
+        attack = attack[(attack["attack"] == "pgd") & (attack["eps"] == 0.03) & (attack["variant"] == "main")]
+        profile = pd.read_parquet(directory / "profile.parquet")
+        dense_one = profile[(profile["backend"] == "dense") & (profile["batch_size"] == 1)].set_index("layer")
+        event_one = profile[(profile["backend"] == "event") & (profile["batch_size"] == 1)].set_index("layer")
+        seen = observations.loc[directory.name]
+        assert seen.loc[(NET, "input_grad_hoyer"), "value"] == attack.set_index("layer").loc[NET, "input_grad_hoyer"]
+        lif = attack[attack["layer"].str.startswith("lif")]
+        assert seen.loc[(NET, "membrane_grad_zero_fraction"), "value"] == pytest.approx(
+            lif["membrane_grad_zero_fraction"].mean())
+        assert seen.loc[(NET, "synops"), "value"] == dense_one.loc[NET, "synops"]
+        assert seen.loc[(NET, "event_wall_ms_b1"), "value"] == event_one.loc[NET, "wall_ms_p50"]
+        largest = profile.loc[(profile["backend"] == "dense") & (profile["layer"] == NET)].sort_values("batch_size")
+        assert seen.loc[(NET, "dense_wall_ms_bmax"), "value"] == largest["wall_ms_p50"].iloc[-1]
+        exits = profile[(profile["layer"] == "__exit__") & (profile["exit_threshold"] == 0.9)]
+        assert seen.loc[(NET, "decision_time_steps"), "value"] == exits["decision_time_steps"].iloc[0]
+        # tiny-conv: conv1 bn1 lif1 | conv2 bn2 lif2 | fc
+        assert seen.loc[("lif2", "synops"), "value"] == dense_one.loc["conv2", "synops"]
+        assert seen.loc[("lif2", "dense_layer_ms_b1"), "value"] == pytest.approx(
+            dense_one.loc[["conv2", "bn2", "lif2"], "layer_ms_p50"].sum())
+        assert seen.loc[("lif1", "event_layer_ms_b1"), "value"] == pytest.approx(
+            event_one.loc[["conv1", "lif1"], "layer_ms_p50"].sum())  # the event engine folds BatchNorm into conv
+        assert seen.loc[("lif1", "weight_grad_hoyer"), "value"] == attack.set_index("layer").loc["conv1",
+                                                                                                   "weight_grad_hoyer"]

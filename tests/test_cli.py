@@ -51,6 +51,28 @@ def test_study_writes_complete_runs_and_correlations(tiny_study: Path) -> None:
     assert (adversarial["standard_run_id"].to_numpy() == standard.loc[adversarial["seed"]].to_numpy()).all()
 
 
+def test_study_leaves_a_report_of_its_runs(tiny_study: Path) -> None:
+    page = (tiny_study / "report" / "index.html").read_text(encoding="utf-8")
+    pngs = sorted((tiny_study / "report").glob("*.png"))
+    assert {"robustness.png", "training.png", "scatter-synops.png", "heatmap-synops.png"} <= {p.name for p in pngs}
+    assert page.count("data:image/png;base64,") == len(pngs)
+    assert "standard: 3 runs" in page and "pgd-at − standard" in page
+
+
+def test_report_command(study_copy: Path, tmp_path: Path) -> None:
+    result = run_cli("report", study_copy, "--out", tmp_path / "page")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "page" / "index.html").is_file() and "index.html" in result.stdout
+    (study_copy / "correlations.parquet").unlink()
+    assert "run `sparsity-latency correlate" in _one_line_error(run_cli("report", study_copy))
+    assert run_cli("correlate", study_copy).returncode == 0  # writes all three tables again
+    (study_copy / "observations.parquet").write_bytes(b"PAR1 not really")
+    before = (study_copy / "report" / "index.html").read_bytes()
+    assert "not a readable parquet file" in _one_line_error(run_cli("report", study_copy))
+    assert (study_copy / "report" / "index.html").read_bytes() == before  # the earlier report is untouched
+    assert "results folder not found" in _one_line_error(run_cli("report", tmp_path / "absent"))
+
+
 def test_train_command(tiny_config: Path, tmp_path: Path) -> None:
     result = run_cli("train", tiny_config, "--method", "pgd-at", "--set", "seed=5", "--out", tmp_path,
                      "--device", "cpu")

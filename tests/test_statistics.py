@@ -7,11 +7,13 @@ import pytest
 from scipy import stats
 
 from sparsity_latency.statistics import (
+    EXACT_SPEARMAN_MAX_N,
     PEARSON,
     SPEARMAN,
     Resampling,
     benjamini_hochberg,
     bootstrap_weights,
+    coefficients,
     column_orders,
     estimate_pairs,
     exact_spearman_p,
@@ -140,6 +142,18 @@ def test_benjamini_hochberg_by_hand() -> None:
     assert math.isnan(adjusted[2])
 
 
+def test_resamples_and_relabellings_are_what_they_stand_for() -> None:
+    counts = bootstrap_weights(7, 4000, np.random.default_rng(1))
+    assert (counts.sum(axis=1) == 7).all() and counts.min() >= 0
+    assert counts.mean(axis=0) == pytest.approx(np.ones(7), abs=0.05)  # each observation drawn once on average
+    assert counts.var(axis=0) == pytest.approx(np.full(7, 6 / 7), abs=0.08)  # binomial(7, 1/7): n·p·(1 − p)
+    members = permutation_weights(3, 8, 4000, np.random.default_rng(2))
+    assert set(np.unique(members)) == {0.0, 1.0} and (members.sum(axis=1) == 3).all()
+    assert members.mean(axis=0) == pytest.approx(np.full(8, 3 / 8), abs=0.03)
+    again = bootstrap_weights(7, 4000, np.random.default_rng(1))
+    assert (again == counts).all()
+
+
 def test_resampling_draws_are_seeded_per_label() -> None:
     a, b = Resampling(seed=1), Resampling(seed=2)
     assert a.rng("x").random() == Resampling(seed=1).rng("x").random()
@@ -157,3 +171,32 @@ def test_small_samples_get_the_exact_spearman_p() -> None:
     exact = stats.permutation_test((y,), lambda v: abs(stats.spearmanr(x, v).statistic), alternative="greater",
                                    permutation_type="pairings", n_resamples=np.inf)  # p = share with |ρ*| ≥ |ρ|
     assert exact_spearman_p(x, y) == pytest.approx(exact.pvalue)
+
+
+@pytest.mark.parametrize("n", [3, 5, 8, 9, 30])
+def test_all_pairs_at_once_equal_scipy_pair_by_pair(n: int) -> None:
+    rng = np.random.default_rng(n)
+    values = np.column_stack([rng.normal(size=n), rng.integers(0, 4, size=n), rng.normal(size=n) ** 3])
+    pairs = np.array([(0, 1), (0, 2), (1, 2)])
+    for coefficient, test in ((PEARSON, stats.pearsonr), (SPEARMAN, stats.spearmanr)):
+        r, p = coefficients(values, pairs, coefficient)
+        for k, (i, j) in enumerate(pairs):
+            expected = test(values[:, i], values[:, j])
+            assert r[k] == pytest.approx(expected.statistic)
+            exact = coefficient == SPEARMAN and n <= EXACT_SPEARMAN_MAX_N
+            assert p[k] == pytest.approx(exact_spearman_p(values[:, i], values[:, j]) if exact else expected.pvalue)
+
+
+def test_cluster_resamples_and_relabellings_move_whole_runs() -> None:
+    clusters = np.array(["a", "a", "b", "c", "c", "c", "d"])
+    counts = bootstrap_weights(len(clusters), 500, np.random.default_rng(4), clusters)
+    for label in "abcd":
+        rows = counts[:, clusters == label]
+        assert (rows == rows[:, :1]).all()  # every point of a run is drawn as often as its run
+    per_run = counts[:, [0, 2, 3, 6]]
+    assert (per_run.sum(axis=1) == 4).all()  # four runs drawn per resample
+    members = permutation_weights(3, len(clusters), 500, np.random.default_rng(5), clusters)  # first group: a, b
+    for label in "abcd":
+        rows = members[:, clusters == label]
+        assert (rows == rows[:, :1]).all()
+    assert (members[:, [0, 2, 3, 6]].sum(axis=1) == 2).all()  # two runs in the first group, as in the data

@@ -1,10 +1,10 @@
 """`correlate`: gradient sparsity against latency, within training methods, across matched pairs, and between
 the adversarial and the standard group, at network and at layer level (docs/analysis.md).
 
-Each complete run gives observations (`measures`): gradient sparsity from `attack.parquet` at one attack and
-eps, latency from `profile.parquet`. An adversarial run pairs with the standard run of equal `pair_key` (same
-seed, data, model, quantization and shared training settings); runs without a partner are listed in the
-pairs table. Every row of the correlations table is one test with n, r, p, a bootstrap interval and the
+Each complete run gives observations (`observations`, `measures`): gradient sparsity from `attack.parquet` at
+one attack and eps, latency from `profile.parquet`. An adversarial run pairs with the standard run of equal
+`pair_key` (same seed, data, model, quantization and shared training settings); runs without a partner are
+listed in the pairs table. Every row of the correlations table is one test with n, r, p, a bootstrap interval and the
 Benjamini–Hochberg p over the whole table.
 """
 
@@ -20,12 +20,9 @@ import pandas as pd
 from sparsity_latency import runs
 from sparsity_latency.config import STANDARD, CorrelateConfig
 from sparsity_latency.errors import InputError
-from sparsity_latency.latency.backends import BACKEND_DENSE, BACKEND_EVENT
-from sparsity_latency.latency.profile import EXIT
-from sparsity_latency.masking import MAIN
 from sparsity_latency.measures import LAYER, NETWORK, POOLED, X_MEASURES, Y_MEASURES, layer_order
-from sparsity_latency.metrics import GRAD_FORMS
-from sparsity_latency.probes import CHECK, NET
+from sparsity_latency.observations import KEYS, observation_table, read_runs
+from sparsity_latency.probes import NET
 from sparsity_latency.statistics import (
     COEFFICIENTS,
     MIN_OBSERVATIONS,
@@ -43,7 +40,6 @@ from sparsity_latency.statistics import (
 )
 
 WITHIN, PAIRED, DIFFERENCE = "within", "paired", "difference"
-KEYS = ["run_id", "method", "seed", "pair_key"]
 
 
 @dataclass
@@ -58,110 +54,6 @@ class Correlation:
     @property
     def unmatched(self) -> list[str]:
         return sorted(self.pairs.loc[~self.pairs["matched"], "run_id"])
-
-
-# --- observations of one run ----------------------------------------------------------------------------------
-
-def blocks(profile: pd.DataFrame) -> dict[str, list[str]]:
-    """Spiking layer → the layers of its block, in module order: from the weight layer that feeds it through
-    the spiking layer and the weightless layers (pooling) after it. Layers after a network's last spiking
-    layer (its readout) belong to no block; a block never spans two sub-networks (`dvs.*`, `aps.*`)."""
-    layers = profile[~profile["layer"].isin([NET, EXIT])].drop_duplicates("layer")
-    found: dict[str, list[str]] = {}
-    current: list[str] = []
-    spiking = None
-    for row in layers.itertuples(index=False):
-        is_spiking = not math.isnan(row.spike_sparsity)
-        new_network = bool(current) and row.layer.rpartition(".")[0] != current[0].rpartition(".")[0]
-        if new_network or (spiking is not None and (is_spiking or not math.isnan(row.weight_memory_bits))):
-            if spiking is not None:
-                found[spiking] = current
-            current, spiking = [], None
-        current.append(row.layer)
-        if is_spiking:
-            spiking = row.layer
-    if spiking is not None:
-        found[spiking] = current
-    return found
-
-
-def _evaluation(directory: Path, attack: pd.DataFrame, selection: CorrelateConfig) -> pd.DataFrame:
-    chosen = attack[(attack["attack"] == selection.attack) & np.isclose(attack["eps"], selection.eps)
-                    & (attack["variant"] == MAIN) & (attack["layer"] != CHECK)]
-    if chosen.empty:
-        raise InputError(f"{directory / 'attack.parquet'}: no rows for attack '{selection.attack}' "
-                         f"at eps {selection.eps}")
-    if not (chosen["layer"] == NET).any():
-        raise InputError(f"{directory / 'attack.parquet'}: no '{NET}' row for attack '{selection.attack}' "
-                         f"at eps {selection.eps}")
-    return chosen.set_index("layer")
-
-
-def _wall(profile: pd.DataFrame, backend: str, column: str, batch: str) -> pd.Series:
-    """A backend's column by layer at batch 1 ("b1") or at its largest batch ("bmax"); empty if not profiled."""
-    rows = profile[(profile["backend"] == backend) & (profile["batch_size"] > 0)]
-    if rows.empty:
-        return pd.Series(dtype=float)
-    size = 1 if batch == "b1" else rows["batch_size"].max()
-    return rows[rows["batch_size"] == size].set_index("layer")[column]
-
-
-def network_measures(evaluation: pd.DataFrame, profile: pd.DataFrame, exit_threshold: float) -> dict[str, float]:
-    """The network-level x and y measures of one run (measures.X_MEASURES / Y_MEASURES)."""
-    spiking = evaluation[evaluation["spike_grad_hoyer"].notna()]
-    values = {f"input_grad_{form}": float(evaluation.loc[NET, f"input_grad_{form}"]) for form in GRAD_FORMS}
-    for target in ("spike", "membrane"):
-        values.update({f"{target}_grad_{f}": float(spiking[f"{target}_grad_{f}"].mean()) for f in GRAD_FORMS})
-    dense = profile[(profile["backend"] == BACKEND_DENSE) & (profile["layer"] == NET)]
-    exits = profile[(profile["layer"] == EXIT) & np.isclose(profile["exit_threshold"], exit_threshold)]
-    values.update(
-        synops=float(dense["synops"].iloc[0]) if len(dense) else math.nan,
-        energy_pj=float(dense["energy_pj"].iloc[0]) if len(dense) else math.nan,
-        dense_wall_ms_b1=float(_wall(profile, BACKEND_DENSE, "wall_ms_p50", "b1").get(NET, math.nan)),
-        dense_wall_ms_bmax=float(_wall(profile, BACKEND_DENSE, "wall_ms_p50", "bmax").get(NET, math.nan)),
-        event_wall_ms_b1=float(_wall(profile, BACKEND_EVENT, "wall_ms_p50", "b1").get(NET, math.nan)),
-        decision_time_steps=float(exits["decision_time_steps"].iloc[0]) if len(exits) else math.nan,
-    )
-    return values
-
-
-def layer_measures(evaluation: pd.DataFrame, profile: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Spiking layer → its layer-level x and y measures (y summed over its block, see `blocks`)."""
-    counts = profile[profile["backend"] == profile["backend"].iloc[0]].drop_duplicates("layer").set_index("layer")
-    dense_ms = _wall(profile, BACKEND_DENSE, "layer_ms_p50", "b1")
-    event_ms = _wall(profile, BACKEND_EVENT, "layer_ms_p50", "b1")
-    found = {}
-    for spiking, members in blocks(profile).items():
-        values = {}
-        for target, rows in (("spike", [spiking]), ("membrane", [spiking]), ("weight", members)):
-            present = evaluation.reindex(rows)
-            values.update({f"{target}_grad_{f}": float(present[f"{target}_grad_{f}"].mean()) for f in GRAD_FORMS})
-        values.update(
-            synops=float(counts.loc[members, "synops"].sum(min_count=1)),
-            energy_pj=float(counts.loc[members, "energy_pj"].sum(min_count=1)),
-            dense_layer_ms_b1=float(dense_ms.reindex(members).sum(min_count=1)),
-            event_layer_ms_b1=float(event_ms.reindex(members).sum(min_count=1)),
-        )
-        found[spiking] = values
-    return found
-
-
-def run_observations(directory: Path, selection: CorrelateConfig) -> tuple[list[dict], list[str]]:
-    """One run's observations in long form (level, layer, measure, value), and its failed masking checks."""
-    from sparsity_latency.robustness import describe_check
-
-    manifest = runs.read_manifest(directory)
-    attack = runs.read_table(directory / "attack.parquet", "attack")
-    profile = runs.read_table(directory / "profile.parquet", "profile")
-    evaluation = _evaluation(directory, attack, selection)
-    keys = {key: manifest[key] for key in KEYS}
-    rows = [{**keys, "level": NETWORK, "layer": NET, "measure": measure, "value": value}
-            for measure, value in network_measures(evaluation, profile, selection.exit_threshold).items()]
-    for layer, values in layer_measures(evaluation, profile).items():
-        rows += [{**keys, "level": LAYER, "layer": layer, "measure": m, "value": v} for m, v in values.items()]
-    checks = attack[attack["layer"] == CHECK]
-    failed = [describe_check(row) for row in checks[~checks["check_passed"].astype(bool)].to_dict("records")]
-    return rows, failed
 
 
 # --- pairing ---------------------------------------------------------------------------------------------------
@@ -214,12 +106,14 @@ def standardized_within_layer(frame: pd.DataFrame, measures: list[str]) -> pd.Da
 
 
 def estimate_group(frame: pd.DataFrame, xs: list[str], ys: list[str], resampling: Resampling, *labels: str,
-                   why_left_out: str = "lack a value") -> dict[tuple[str, str, str], Estimate]:
-    """Both coefficients of every x–y pair over the rows of frame where both are finite, with notes on dropped rows.
+                   why_left_out: str = "lack a value", by_run: bool = False) -> dict[tuple[str, str, str], Estimate]:
+    """Both coefficients of every x–y pair over the rows of frame where both are finite, with notes on dropped rows;
+    `by_run`: the bootstrap draws whole runs (rows of one run are not independent).
 
     Pairs with the same finite rows share one bootstrap draw and one pass of the compiled kernel."""
     columns = [*xs, *ys]
     values = frame[columns].to_numpy(dtype=float) if len(frame) else np.empty((0, len(columns)))
+    clusters = frame["run_id"].to_numpy() if by_run else None
     finite = np.isfinite(values)
     buckets: dict[bytes, list[tuple[int, int]]] = {}
     for i in range(len(xs)):
@@ -229,7 +123,8 @@ def estimate_group(frame: pd.DataFrame, xs: list[str], ys: list[str], resampling
     for mask_bytes, pairs in buckets.items():
         mask = np.frombuffer(mask_bytes, dtype=bool)
         dropped = len(mask) - int(mask.sum())
-        found = estimate_pairs(values[mask], pairs, resampling, resampling.rng(*labels, mask_bytes.hex()))
+        found = estimate_pairs(values[mask], pairs, resampling, resampling.rng(*labels, mask_bytes.hex()),
+                               None if clusters is None else clusters[mask])
         for (i, j, coefficient), estimate in found.items():
             if dropped:
                 left_out = f"{dropped} of {len(mask)} observations {why_left_out}, left out"
@@ -239,7 +134,8 @@ def estimate_group(frame: pd.DataFrame, xs: list[str], ys: list[str], resampling
 
 
 def group_differences(first: pd.DataFrame, second: pd.DataFrame, estimates: tuple[dict, dict], xs: list[str],
-                      ys: list[str], resampling: Resampling, *labels: str) -> dict[tuple[str, str, str], Estimate]:
+                      ys: list[str], resampling: Resampling, *labels: str,
+                      by_run: bool = False) -> dict[tuple[str, str, str], Estimate]:
     """r(first) − r(second) of every x–y pair and coefficient: Fisher z for Pearson, label permutation for
     Spearman (pairs with the same finite rows share one set of permutations); the interval is the percentile
     interval of the difference of the two groups' bootstrap replicates."""
@@ -267,8 +163,10 @@ def group_differences(first: pd.DataFrame, second: pd.DataFrame, estimates: tupl
     for key, pairs in buckets.items():
         masks = np.frombuffer(key, dtype=bool)
         masks = masks[:len(first)], masks[len(first):]
+        clusters = (np.concatenate([first["run_id"].to_numpy()[masks[0]], second["run_id"].to_numpy()[masks[1]]])
+                    if by_run else None)
         null = permutation_differences(values[0][masks[0]], values[1][masks[1]], pairs, resampling.permutations,
-                                       resampling.rng(*labels, key.hex()))
+                                       resampling.rng(*labels, key.hex()), clusters)
         for k, (i, j) in enumerate(pairs):
             difference = found[columns[i], columns[j], SPEARMAN]
             difference.p = permutation_p(difference.r, null[:, k])
@@ -276,18 +174,21 @@ def group_differences(first: pd.DataFrame, second: pd.DataFrame, estimates: tupl
 
 
 def _rows(estimates: dict, level: str, layer: str, kind: str, group: str, resampling: Resampling) -> list[dict]:
+    pooled = layer == POOLED
+    ci_method = resampling.ci_method + (", whole runs drawn" if pooled else "")
     rows = []
-    for key, estimate in estimates.items():
-        (x, y, coefficient) = key
-        if kind == DIFFERENCE:
-            test = (f"permutation of group labels, {resampling.permutations} permutations, seed {resampling.seed}"
-                    if coefficient == SPEARMAN else "fisher z, independent groups")
+    for (x, y, coefficient), estimate in estimates.items():
+        if kind == DIFFERENCE and coefficient == SPEARMAN:
+            test = (f"permutation of group labels{' of whole runs' if pooled else ''}, "
+                    f"{resampling.permutations} permutations, seed {resampling.seed}")
         else:
-            test = spearman_test(estimate.n) if coefficient == SPEARMAN else "pearson, exact t (scipy)"
+            test = ("fisher z, independent groups" if kind == DIFFERENCE
+                    else spearman_test(estimate.n) if coefficient == SPEARMAN else "pearson, exact t (scipy)")
+            test += " (points taken as independent)" if pooled else ""
         rows.append({"level": level, "layer": layer, "kind": kind, "group": group, "x_measure": x, "y_measure": y,
                      "coefficient": coefficient, "n": estimate.n, "n_reference": estimate.n_reference, "r": estimate.r,
                      "p": estimate.p, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high, "test": test,
-                     "ci_method": resampling.ci_method, "note": estimate.note})
+                     "ci_method": ci_method, "note": estimate.note})
     return rows
 
 
@@ -301,7 +202,7 @@ def correlate_level(wide: pd.DataFrame, level: str, layer: str, resampling: Resa
     why = "lack a value or are in a layer with fewer than 3 values" if pooled else "lack a value"
 
     def estimate(group_frame: pd.DataFrame, group: str) -> dict[tuple[str, str, str], Estimate]:
-        return estimate_group(group_frame, xs, ys, resampling, level, layer, group, why_left_out=why)
+        return estimate_group(group_frame, xs, ys, resampling, level, layer, group, why_left_out=why, by_run=pooled)
 
     methods = sorted(set(wide["method"]), key=lambda m: (m != STANDARD, m))
     groups = {method: prepare(frame[frame["method"] == method]) for method in methods}
@@ -317,7 +218,7 @@ def correlate_level(wide: pd.DataFrame, level: str, layer: str, resampling: Resa
         rows += _rows(estimate(paired, group), level, layer, PAIRED, group, resampling)
         if STANDARD in within:
             found = group_differences(groups[method], groups[STANDARD], (within[method], within[STANDARD]), xs, ys,
-                                      resampling, level, layer, method)
+                                      resampling, level, layer, method, by_run=pooled)
             rows += _rows(found, level, layer, DIFFERENCE, f"{method} vs {STANDARD}", resampling)
     return rows
 
@@ -356,12 +257,6 @@ def correlate(results: Path, settings: CorrelateConfig | None = None, run_ids: l
         if len(directories) < len(run_ids):
             raise InputError(f"{results}: {len(run_ids) - len(directories)} runs of the study are not complete")
     settings = settings or runs.manifest_config(runs.read_manifest(directories[0])).correlate
-    rows, flagged = [], {}
-    for directory in directories:
-        run_rows, failed = run_observations(directory, settings)
-        rows += run_rows
-        if failed:
-            flagged[run_rows[0]["run_id"]] = failed
-    observations = pd.DataFrame(rows)
-    pairs = pair_runs(observations.drop_duplicates("run_id"))
-    return Correlation(correlations_table(observations, resampling_of(settings)), observations, pairs, flagged)
+    run_frame, attack, profile, flagged = read_runs(directories)
+    table = observation_table(run_frame, attack, profile, settings)
+    return Correlation(correlations_table(table, resampling_of(settings)), table, pair_runs(run_frame), flagged)

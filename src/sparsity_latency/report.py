@@ -22,6 +22,7 @@ from sparsity_latency.errors import InputError
 from sparsity_latency.masking import MAIN
 from sparsity_latency.measures import LAYER, NETWORK, POOLED, X_MEASURES, Y_MEASURES, layer_order
 from sparsity_latency.probes import NET
+from sparsity_latency.robustness import failed_checks
 from sparsity_latency.statistics import COEFFICIENTS, SPEARMAN
 
 REPORT_DIR = "report"
@@ -52,7 +53,7 @@ class Study:
     train: pd.DataFrame  # train rows of those runs
     attack: pd.DataFrame  # attack rows of those runs
     absent: tuple[str, ...]  # runs the correlations are over that have no complete run directory (any more)
-    flagged: dict[str, list[str]]  # run id → its failed gradient-masking checks (run.json)
+    flagged: dict[str, list[str]]  # run id → its failed gradient-masking checks
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,13 @@ def read_study(results: Path) -> Study:
         manifests = [runs.read_manifest(directory) for directory in directories]
         analysed = pd.DataFrame([{key: m[key] for key in RUN_KEYS} for m in manifests], columns=RUN_KEYS)
     found = [d for d in directories if d.name in set(analysed["run_id"])]
-    failures = {d.name: runs.read_manifest(d)["stages"].get("attack", {}).get("masking_failures") for d in found}
+    attack = _concat([runs.read_table(d / "attack.parquet", "attack") for d in found])
     return Study(
         name=results.resolve().name, **tables, analysed=analysed.reset_index(drop=True),
         train=_concat([runs.read_table(d / "train.parquet", "train") for d in found]),
-        attack=_concat([runs.read_table(d / "attack.parquet", "attack") for d in found]),
+        attack=attack,
         absent=tuple(sorted(set(analysed["run_id"]) - {d.name for d in found})),
-        flagged={run: list(failed) for run, failed in sorted(failures.items()) if failed},
+        flagged=dict(sorted(failed_checks(attack).items())) if len(attack) else {},
     )
 
 

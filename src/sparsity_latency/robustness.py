@@ -33,13 +33,18 @@ def robustness_table(directories: list[Path]) -> pd.DataFrame:
     return table
 
 
+CHECK_COLUMNS = ["run_id", "layer", "check", "attack", "variant", "eps", "robust_accuracy", "check_bound_accuracy",
+                 "check_reference", "check_passed"]
+
+
+def failed_checks(attack: pd.DataFrame) -> dict[str, list[str]]:
+    """Run id → one line per gradient-masking check it failed, from attack rows of any number of runs."""
+    checks = attack[attack["layer"] == CHECK]
+    failed = checks[~checks["check_passed"].astype(bool)]
+    return {run_id: [describe_check(row) for row in rows.to_dict("records")]
+            for run_id, rows in failed.groupby("run_id", sort=False)}
+
+
 def flagged_runs(directories: list[Path]) -> dict[str, list[str]]:
     """Run id → one line per gradient-masking check it failed, for the runs that failed any."""
-    flagged = {}
-    for directory in directories:
-        rows = runs.read_table(directory / "attack.parquet", "attack")
-        checks = rows[rows["layer"] == CHECK]
-        failed = checks[~checks["check_passed"].astype(bool)]
-        if len(failed):
-            flagged[str(rows["run_id"].iloc[0])] = [describe_check(row) for row in failed.to_dict("records")]
-    return flagged
+    return failed_checks(runs.read_columns([d / "attack.parquet" for d in directories], "attack", CHECK_COLUMNS))

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -26,16 +27,18 @@ from typing import Any
 
 import pandas as pd
 import pyarrow
+import pyarrow.parquet
 import torch
 
 from sparsity_latency.config import METHOD_SETTINGS, STANDARD, Config, config_from_dict, config_to_dict, with_changes
 from sparsity_latency.errors import InputError
-from sparsity_latency.schema import SCHEMA_VERSION, check_table, to_table
+from sparsity_latency.schema import SCHEMA_VERSION, check_arrow_schema, check_table, to_table
 
 STAGES = ("train", "attack", "profile")
 MANIFEST = "run.json"
 CHECKPOINT = "checkpoint.pt"
 IDENTITY_SECTIONS = ("seed", "data", "model", "train")
+READ_THREADS = 4  # parquet reads release the GIL; a few threads hide file-system latency
 MANIFEST_KEYS = {"run_id": str, "pair_key": str, "method": str, "seed": int, "config": dict, "stages": dict,
                  "status": str}
 
@@ -108,6 +111,25 @@ def read_table(path: Path, table: str) -> pd.DataFrame:
         raise InputError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
     check_table(frame, table, str(path))
     return frame
+
+
+def read_columns(paths: list[Path], table: str, columns: list[str]) -> pd.DataFrame:
+    """Some columns of many files of one table, concatenated: each file's schema checked as in `read_table`,
+    files read in parallel threads (what `correlate` does over a study of many runs)."""
+    def read(path: Path) -> pyarrow.Table:
+        if not path.is_file():
+            raise InputError(f"missing file: {path}")
+        try:
+            file = pyarrow.parquet.ParquetFile(path)
+            check_arrow_schema(file.schema_arrow, table, str(path))
+            return file.read(columns=columns)
+        except (OSError, ValueError, pyarrow.ArrowException) as exc:
+            raise InputError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        tables = list(pool.map(read, paths))
+    return pyarrow.concat_tables(tables, promote_options="permissive").to_pandas() if tables else pd.DataFrame(
+        columns=columns)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -7,6 +7,7 @@ column that does not apply to a row's layer holds NaN (e.g. `spike_sparsity` of 
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
 from sparsity_latency.errors import InputError
 from sparsity_latency.probes import GRAD_COLUMNS
@@ -73,4 +74,19 @@ def check_table(frame: pd.DataFrame, table: str, source: str) -> None:
               else pd.api.types.is_bool_dtype(actual) if dtype == BOOL
               else pd.api.types.is_float_dtype(actual))
         if not ok:
+            raise InputError(f"{source}: wrong schema: column '{column}' is {actual}, expected {dtype}")
+
+
+_ARROW_KINDS = {STR: (pa.types.is_string, pa.types.is_large_string), INT: (pa.types.is_integer,),
+                NULLABLE_INT: (pa.types.is_integer,), BOOL: (pa.types.is_boolean,), FLOAT: (pa.types.is_floating,)}
+
+
+def check_arrow_schema(schema: pa.Schema, table: str, source: str) -> None:
+    """`check_table` on a parquet file's schema, before reading any data (the same messages)."""
+    for column, dtype in TABLES[table].items():
+        index = schema.get_field_index(column)
+        if index < 0:
+            raise InputError(f"{source}: wrong schema: missing column '{column}'")
+        actual = schema.field(index).type
+        if not any(is_kind(actual) for is_kind in _ARROW_KINDS[dtype]):
             raise InputError(f"{source}: wrong schema: column '{column}' is {actual}, expected {dtype}")

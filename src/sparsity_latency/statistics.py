@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import warnings
 import zlib
 from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 SPEARMAN, PEARSON = "spearman", "pearson"
@@ -61,17 +61,18 @@ class Estimate:
 
 
 @numba.njit(cache=True, fastmath=True)  # finite inputs only: lets LLVM vectorize the sums
-def _centered(column: np.ndarray, order: np.ndarray, weights: np.ndarray, ranked: bool, out: np.ndarray) -> float:
+def _centered(column: np.ndarray, order: np.ndarray, group_end: np.ndarray, weights: np.ndarray, ranked: bool,
+              out: np.ndarray) -> float:
     """Write the column (or, ranked, its weighted mid-ranks: a tie group of total weight W after weight C ranks
-    C + (W+1)/2) minus its weighted mean into out; return the square root of the weighted sum of squares."""
+    C + (W+1)/2) minus its weighted mean into out; return the square root of the weighted sum of squares.
+
+    group_end[k]: for the first sorted position k of a tie group, the position after its last."""
     n = column.shape[0]
     if ranked:
         start = 0
         below = 0.0
         while start < n:
-            end = start + 1
-            while end < n and column[order[end]] == column[order[start]]:
-                end += 1
+            end = group_end[start]
             tied = 0.0
             for k in range(start, end):
                 tied += weights[order[k]]
@@ -96,8 +97,8 @@ def _centered(column: np.ndarray, order: np.ndarray, weights: np.ndarray, ranked
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _weighted_correlations(columns: np.ndarray, order: np.ndarray, weights: np.ndarray, pairs: np.ndarray,
-                           ranked: bool) -> np.ndarray:
+def _weighted_correlations(columns: np.ndarray, order: np.ndarray, group_end: np.ndarray, weights: np.ndarray,
+                           pairs: np.ndarray, ranked: bool) -> np.ndarray:
     measures, n = columns.shape
     result = np.empty((weights.shape[0], pairs.shape[0]))
     for b in numba.prange(weights.shape[0]):
@@ -105,7 +106,7 @@ def _weighted_correlations(columns: np.ndarray, order: np.ndarray, weights: np.n
         centered = np.empty((measures, n))
         spread = np.empty(measures)
         for m in range(measures):
-            spread[m] = _centered(columns[m], order[m], w, ranked, centered[m])
+            spread[m] = _centered(columns[m], order[m], group_end[m], w, ranked, centered[m])
         for k in range(pairs.shape[0]):
             first, second = centered[pairs[k, 0]], centered[pairs[k, 1]]
             products = 0.0
@@ -116,6 +117,17 @@ def _weighted_correlations(columns: np.ndarray, order: np.ndarray, weights: np.n
     return result
 
 
+def _tie_group_ends(columns: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """[M, n]: at the sorted position where a tie group starts, the position after it ends (elsewhere 0)."""
+    measures, n = columns.shape
+    ends = np.zeros((measures, n), dtype=np.int64)
+    ordered = np.take_along_axis(columns, order, axis=1)
+    for m in range(measures):
+        starts = np.flatnonzero(np.r_[True, ordered[m, 1:] != ordered[m, :-1]])
+        ends[m, starts] = np.r_[starts[1:], n]
+    return ends
+
+
 def weighted_correlations(values: np.ndarray, order: np.ndarray, weights: np.ndarray, pairs: np.ndarray,
                           ranked: bool) -> np.ndarray:
     """Pearson r (or, ranked, Spearman ρ) of each column pair [K, 2] of values [n, M] under each weight row [B, n].
@@ -123,8 +135,10 @@ def weighted_correlations(values: np.ndarray, order: np.ndarray, weights: np.nda
     order [M, n]: each column's argsort (`column_orders`). Returns [B, K]; NaN where a column has no spread
     under the weights.
     """
-    return _weighted_correlations(np.ascontiguousarray(values.T), order, np.ascontiguousarray(weights),
-                                  np.ascontiguousarray(pairs, dtype=np.int64), ranked)
+    used, local = np.unique(np.asarray(pairs, dtype=np.int64), return_inverse=True)  # only the columns pairs use
+    columns, order = np.ascontiguousarray(values[:, used].T), np.ascontiguousarray(order[used])
+    return _weighted_correlations(columns, order, _tie_group_ends(columns, order), np.ascontiguousarray(weights),
+                                  local.reshape(-1, 2), ranked)
 
 
 def column_orders(values: np.ndarray) -> np.ndarray:
@@ -132,30 +146,80 @@ def column_orders(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.argsort(values, axis=0, kind="stable").T)
 
 
-def bootstrap_weights(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """[resamples, n]: how often each of n observations is drawn, n draws with replacement per resample."""
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+@numba.njit(cache=True)
+def _counts(draws: np.ndarray) -> np.ndarray:
+    """[B, n] indices drawn → [B, n] how often each index was drawn in its row."""
+    counts = np.zeros(draws.shape)
+    for b in range(draws.shape[0]):
+        for i in range(draws.shape[1]):
+            counts[b, draws[b, i]] += 1.0
+    return counts
 
 
-def permutation_weights(n_first: int, n_total: int, permutations: int, rng: np.random.Generator) -> np.ndarray:
-    """[permutations, n_total]: 1 for the n_first observations a random relabelling puts in the first group."""
-    labels = np.zeros((permutations, n_total))
-    labels[:, :n_first] = 1.0
-    return rng.permuted(labels, axis=1)
+@numba.njit(cache=True)
+def _memberships(swaps: np.ndarray, n_total: int) -> np.ndarray:
+    """A partial Fisher–Yates shuffle per row of swaps [P, k] (swaps[p, i] drawn from [i, n_total)): 1 for the
+    k observations it picks — a uniform k-subset, whatever order the index array was left in by the row before."""
+    members = np.zeros((swaps.shape[0], n_total))
+    index = np.arange(n_total)
+    for p in range(swaps.shape[0]):
+        for i in range(swaps.shape[1]):
+            j = swaps[p, i]
+            index[i], index[j] = index[j], index[i]
+        for i in range(swaps.shape[1]):
+            members[p, index[i]] = 1.0
+    return members
 
 
-def scipy_coefficient(x: np.ndarray, y: np.ndarray, coefficient: str) -> tuple[float, float]:
-    """(r, two-sided p): Pearson's exact t-test from scipy; Spearman's ρ from scipy with its t approximation,
-    or for n ≤ EXACT_SPEARMAN_MAX_N the exact permutation p (the t approximation gives p = 0 for ρ = ±1 at
-    n = 3, where 2 of the 6 orderings are as extreme)."""
-    test = stats.spearmanr if coefficient == SPEARMAN else stats.pearsonr
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = test(x, y)
-    r, p = float(result.statistic), float(result.pvalue)
-    if coefficient == SPEARMAN and len(x) <= EXACT_SPEARMAN_MAX_N:
-        p = exact_spearman_p(x, y)
-    return r, p
+def bootstrap_weights(n: int, resamples: int, rng: np.random.Generator,
+                      clusters: np.ndarray | None = None) -> np.ndarray:
+    """[resamples, n]: how often each of n observations is drawn, n draws with replacement per resample.
+
+    With `clusters` (a label per observation, e.g. its run), whole clusters are drawn: as many draws as there
+    are clusters, each bringing all its observations (the cluster bootstrap, for observations that are not
+    independent within a cluster)."""
+    if clusters is None:
+        return _counts(rng.integers(0, n, size=(resamples, n), dtype=np.int32))
+    codes, labels = pd.factorize(clusters)
+    return np.take(_counts(rng.integers(0, len(labels), size=(resamples, len(labels)), dtype=np.int32)), codes, axis=1)
+
+
+def permutation_weights(n_first: int, n_total: int, permutations: int, rng: np.random.Generator,
+                        clusters: np.ndarray | None = None) -> np.ndarray:
+    """[permutations, n_total]: 1 for the n_first observations a random relabelling puts in the first group.
+
+    With `clusters` (labels of the n_total observations, the first group's n_first first and no cluster in both
+    groups), whole clusters are relabelled."""
+    if clusters is not None:
+        codes, labels = pd.factorize(clusters)
+        first = len(pd.unique(codes[:n_first]))
+        return np.take(permutation_weights(first, len(labels), permutations, rng), codes, axis=1)
+    swaps = rng.integers(np.arange(n_first), n_total, size=(permutations, n_first), dtype=np.int64)
+    return _memberships(swaps, n_total)
+
+
+def coefficients(values: np.ndarray, pairs: np.ndarray, coefficient: str) -> tuple[np.ndarray, np.ndarray]:
+    """(r, two-sided p) of each column pair [K, 2] of values [n, M], all pairs at once, as scipy computes them:
+    Pearson with `pearsonr`'s exact p (r's beta distribution), Spearman with `spearmanr`'s t approximation —
+    or, for n ≤ EXACT_SPEARMAN_MAX_N, the exact p over all orderings (the t approximation gives p = 0 for
+    ρ = ±1 at n = 3, where 2 of the 6 orderings are as extreme). Tests hold both to scipy's own functions."""
+    n = len(values)
+    used, local = np.unique(pairs, return_inverse=True)
+    values, pairs = values[:, used], local.reshape(-1, 2)
+    data = stats.rankdata(values, axis=0) if coefficient == SPEARMAN else values
+    centered = data - data.mean(axis=0)
+    norms = np.sqrt((centered * centered).sum(axis=0))
+    first, second = pairs[:, 0], pairs[:, 1]
+    r = np.clip((centered[:, first] * centered[:, second]).sum(axis=0) / (norms[first] * norms[second]), -1, 1)
+    if coefficient == PEARSON:
+        p = 2 * stats.beta.sf(np.abs(r), n / 2 - 1, n / 2 - 1, loc=-1, scale=2)
+    elif n <= EXACT_SPEARMAN_MAX_N:
+        p = np.array([exact_spearman_p(values[:, i], values[:, j]) for i, j in pairs])
+    else:
+        with np.errstate(divide="ignore"):
+            t = np.abs(r) * np.sqrt((n - 2) / ((1 + np.abs(r)) * (1 - np.abs(r))))
+        p = 2 * stats.t.sf(t, n - 2)
+    return r, np.minimum(p, 1.0)
 
 
 def spearman_test(n: int) -> str:
@@ -188,9 +252,10 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[floa
     return float(low), float(high)
 
 
-def estimate_pairs(values: np.ndarray, pairs: list[tuple[int, int]], resampling: Resampling,
-                   rng: np.random.Generator) -> dict[tuple[int, int, str], Estimate]:
-    """Both coefficients of each column pair of values [n, M] that are all finite, with bootstrap intervals.
+def estimate_pairs(values: np.ndarray, pairs: list[tuple[int, int]], resampling: Resampling, rng: np.random.Generator,
+                   clusters: np.ndarray | None = None) -> dict[tuple[int, int, str], Estimate]:
+    """Both coefficients of each column pair of values [n, M] that are all finite, with bootstrap intervals
+    (resampling whole clusters when given, see `bootstrap_weights`).
 
     Degenerate pairs (n < 3, a column without spread) get an Estimate with NaN figures and a note.
     """
@@ -205,15 +270,16 @@ def estimate_pairs(values: np.ndarray, pairs: list[tuple[int, int]], resampling:
             usable.append((i, j))
     if not usable:
         return estimates
-    weights = bootstrap_weights(n, resampling.resamples, rng)
+    weights = bootstrap_weights(n, resampling.resamples, rng, clusters)
     order = column_orders(values)
     index = np.asarray(usable, dtype=np.int64)
     for coefficient in COEFFICIENTS:
+        r, p = coefficients(values, index, coefficient)
         replicates = weighted_correlations(values, order, weights, index, coefficient == SPEARMAN)
         for k, (i, j) in enumerate(usable):
-            r, p = scipy_coefficient(values[:, i], values[:, j], coefficient)
             low, high = percentile_interval(replicates[:, k], resampling.confidence)
-            estimates[i, j, coefficient] = Estimate(n, r, p, low, high, replicates=replicates[:, k])
+            estimates[i, j, coefficient] = Estimate(n, float(r[k]), float(p[k]), low, high,
+                                                    replicates=replicates[:, k])
     return estimates
 
 
@@ -237,10 +303,12 @@ def fisher_z_test(r_first: float, n_first: int, r_second: float, n_second: int) 
 
 
 def permutation_differences(first: np.ndarray, second: np.ndarray, pairs: list[tuple[int, int]],
-                            permutations: int, rng: np.random.Generator) -> np.ndarray:
-    """Spearman ρ(first) − ρ(second) of each column pair under random relabellings of the pooled rows [P, K]."""
+                            permutations: int, rng: np.random.Generator,
+                            clusters: np.ndarray | None = None) -> np.ndarray:
+    """Spearman ρ(first) − ρ(second) of each column pair under random relabellings of the pooled rows [P, K]
+    (of whole clusters when given: labels of first's rows, then second's)."""
     pooled = np.concatenate([first, second])
-    membership = permutation_weights(len(first), len(pooled), permutations, rng)
+    membership = permutation_weights(len(first), len(pooled), permutations, rng, clusters)
     order = column_orders(pooled)
     index = np.asarray(pairs, dtype=np.int64)
     return (weighted_correlations(pooled, order, membership, index, True)
