@@ -105,22 +105,26 @@ def standardized_within_layer(frame: pd.DataFrame, measures: list[str]) -> pd.Da
     return frame
 
 
+def _by_finite_rows(tables: list[np.ndarray], pairs: list[tuple[int, int]]) -> dict[bytes, list[tuple[int, int]]]:
+    """Column pairs grouped by the rows where both are finite (the masks of all tables, concatenated as bytes), so
+    pairs with the same rows share one draw and one pass of the compiled kernel."""
+    finite = [np.isfinite(table) for table in tables]
+    buckets: dict[bytes, list[tuple[int, int]]] = {}
+    for i, j in pairs:
+        buckets.setdefault(b"".join((f[:, i] & f[:, j]).tobytes() for f in finite), []).append((i, j))
+    return buckets
+
+
 def estimate_group(frame: pd.DataFrame, xs: list[str], ys: list[str], resampling: Resampling, *labels: str,
                    why_left_out: str = "lack a value", by_run: bool = False) -> dict[tuple[str, str, str], Estimate]:
     """Both coefficients of every x–y pair over the rows of frame where both are finite, with notes on dropped rows;
-    `by_run`: the bootstrap draws whole runs (rows of one run are not independent).
-
-    Pairs with the same finite rows share one bootstrap draw and one pass of the compiled kernel."""
+    `by_run`: the bootstrap draws whole runs (rows of one run are not independent)."""
     columns = [*xs, *ys]
     values = frame[columns].to_numpy(dtype=float) if len(frame) else np.empty((0, len(columns)))
     clusters = frame["run_id"].to_numpy() if by_run else None
-    finite = np.isfinite(values)
-    buckets: dict[bytes, list[tuple[int, int]]] = {}
-    for i in range(len(xs)):
-        for j in range(len(xs), len(columns)):
-            buckets.setdefault((finite[:, i] & finite[:, j]).tobytes(), []).append((i, j))
+    all_pairs = [(i, j) for i in range(len(xs)) for j in range(len(xs), len(columns))]
     estimates = {}
-    for mask_bytes, pairs in buckets.items():
+    for mask_bytes, pairs in _by_finite_rows([values], all_pairs).items():
         mask = np.frombuffer(mask_bytes, dtype=bool)
         dropped = len(mask) - int(mask.sum())
         found = estimate_pairs(values[mask], pairs, resampling, resampling.rng(*labels, mask_bytes.hex()),
@@ -142,8 +146,7 @@ def group_differences(first: pd.DataFrame, second: pd.DataFrame, estimates: tupl
     found: dict[tuple[str, str, str], Estimate] = {}
     columns = [*xs, *ys]
     values = [frame[columns].to_numpy(dtype=float).reshape(len(frame), len(columns)) for frame in (first, second)]
-    finite = [np.isfinite(v) for v in values]
-    buckets: dict[bytes, list[tuple[int, int]]] = {}
+    permuted = []
     for i, x in enumerate(xs):
         for j, y in enumerate(ys, start=len(xs)):
             for coefficient in COEFFICIENTS:
@@ -154,13 +157,12 @@ def group_differences(first: pd.DataFrame, second: pd.DataFrame, estimates: tupl
                 elif coefficient == PEARSON:
                     difference.p, difference.note = fisher_z_test(a.r, a.n, b.r, b.n)
                 else:
-                    masks = [f[:, i] & f[:, j] for f in finite]
-                    buckets.setdefault(masks[0].tobytes() + masks[1].tobytes(), []).append((i, j))
+                    permuted.append((i, j))
                 if a.replicates.size and b.replicates.size:
                     difference.ci_low, difference.ci_high = percentile_interval(a.replicates - b.replicates,
                                                                                 resampling.confidence)
                 found[x, y, coefficient] = difference
-    for key, pairs in buckets.items():
+    for key, pairs in _by_finite_rows(values, permuted).items():
         masks = np.frombuffer(key, dtype=bool)
         masks = masks[:len(first)], masks[len(first):]
         clusters = (np.concatenate([first["run_id"].to_numpy()[masks[0]], second["run_id"].to_numpy()[masks[1]]])
