@@ -16,12 +16,19 @@ SynOps over every event-fed layer (conv2…conv8, pools, fc) of every sparsity l
 `layer_ns` and `synops` (medians): the issue's definition, across layers and inputs. A secondary line gives
 each layer's r across the sparsity levels alone (time ∝ SynOps within a layer, whatever its cost per op).
 
+A second ideal, "op ideal", is the ratio of the work itself: the dense path's multiply-accumulates over all weight
+layers (`opcount.dense_macs`, padding included, as the dense kernels compute it) over the engine's (conv1's dense
+MACs plus every event-fed weight layer's SynOps). It differs from 1/(1 − s) because an average pool of spikes is
+denser than the spikes (a 2×2 window at 90 % spike sparsity is nonzero with probability 1 − 0.9⁴ ≈ 34 %), so the
+layers after a pool do more than a share 1 − s of their dense work.
+
     .venv/bin/python benchmarks/bench_event_engine.py [--repeats 7] [--warmup 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -31,6 +38,7 @@ from torch import nn
 
 from sparsity_latency.config import ModelConfig
 from sparsity_latency.latency.event_engine import EventEngine
+from sparsity_latency.latency.opcount import dense_macs
 from sparsity_latency.models import build_model
 
 CHANNELS = (32, 64, 64, 128, 128, 128, 128, 128)
@@ -77,6 +85,26 @@ def set_sparsity(model: nn.Module, biases: list[torch.Tensor], x: torch.Tensor, 
     return sparsity(model, x)
 
 
+def dense_work(model: nn.Module, x: torch.Tensor) -> float:
+    """Multiply-accumulates of the dense forward over x: every conv and linear layer at every step."""
+    total = 0.0
+
+    def count(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        shape = args[0].shape
+        per_sample = tuple(shape[-3:]) if isinstance(module, nn.Conv2d) else (shape[-1],)
+        total += dense_macs(module, per_sample) * (args[0].numel() // math.prod(per_sample))
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
 def timed(function) -> float:
     start = time.perf_counter()
     function()
@@ -97,8 +125,9 @@ def main() -> None:
     biases = [getattr(model, f"bn{i}").bias.detach().clone() for i in range(1, model.depth + 1)]
     print(f"vgg9 {CHANNELS} on {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]}, T = {STEPS}, batch 1, ternary weights and membranes, "
           f"1 thread; medians of {args.repeats} interleaved rounds")
+    # synop ms: the event-fed layers' own time (layer_ns)
     print(f"{'target':>6} {'sparsity':>8} {'dense ms':>9} {'event ms':>9} {'speedup':>8} {'ideal':>6} {'ratio':>6} "
-          f"{'synop ms':>9} {'syn spdup':>9}")  # synop ms: the event-fed layers' own time (layer_ns)
+          f"{'synop ms':>9} {'syn spdup':>9} {'op ideal':>8} {'ratio':>6}")
     times, ops, series = [], [], {}
     for target in TARGETS:
         measured = set_sparsity(model, biases, x, target)
@@ -115,6 +144,9 @@ def main() -> None:
                 event.append(e)
                 ratios.append(d / e)
                 layer_ns.append(result.layer_ns)
+        engine_work = sum(result.macs.values()) + sum(ops for name, ops in result.synops.items()
+                                                       if not name.startswith("pool"))
+        op_ideal = dense_work(model, x) / engine_work
         synop_layers = list(result.synops)  # the event-fed layers: conv2…conv8, pool1…pool4, fc
         per_layer = {name: statistics.median(ns[name] for ns in layer_ns) for name in synop_layers}
         for name in synop_layers:
@@ -126,7 +158,8 @@ def main() -> None:
         ideal = 1 / (1 - measured)
         speedup = statistics.median(ratios)
         print(f"{target:6.0%} {measured:8.1%} {dense_ms:9.2f} {statistics.median(event) * 1e3:9.2f} "
-              f"{speedup:8.2f} {ideal:6.2f} {speedup / ideal:6.2f} {scatter_ms:9.2f} {dense_ms / scatter_ms:9.2f}")
+              f"{speedup:8.2f} {ideal:6.2f} {speedup / ideal:6.2f} {scatter_ms:9.2f} {dense_ms / scatter_ms:9.2f} "
+              f"{op_ideal:8.2f} {speedup / op_ideal:6.2f}")
     r = float(np.corrcoef(times, ops)[0, 1])
     print(f"Pearson r(per-layer time, per-layer SynOps) over {len(times)} layer × sparsity points: {r:.3f}")
     within = {name: float(np.corrcoef(*zip(*points, strict=True))[0, 1]) for name, points in series.items()

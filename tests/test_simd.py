@@ -7,7 +7,23 @@ import numpy as np
 import pytest
 
 from sparsity_latency.latency.event_kernels import PACK
-from sparsity_latency.latency.simd import lanes, trailing_zeros, vadd, vload, vscale, vstore, vzero
+from sparsity_latency.latency.simd import (
+    lanes,
+    popcount,
+    trailing_zeros,
+    vadd,
+    vbits,
+    vcompress,
+    veq,
+    vgt,
+    vload,
+    vscale,
+    vselect,
+    vsplat,
+    vstore,
+    vsub,
+    vzero,
+)
 
 
 @numba.njit(cache=True)
@@ -60,3 +76,28 @@ def test_pack_puts_each_byte_flag_on_its_bit() -> None:
         word = int(flags.view(np.uint64)[0])
         packed = (word * int(PACK) % 2**64) >> 56
         assert packed == sum(int(bit) << i for i, bit in enumerate(flags))
+
+
+@numba.njit(cache=True)
+def _lane_ops(a, b, out, packed, fill):
+    x, y = vload(a, 0), vload(b, 0)
+    greater, equal = vgt(x, y), veq(x, y)
+    vstore(out, 0, vselect(greater, vsub(x, y), vsplat(a, fill)))
+    vcompress(packed, 1, x, vbits(greater))
+    return vbits(greater), vbits(equal), popcount(vbits(greater))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_compares_selects_and_compress_equal_numpy(dtype: type) -> None:
+    rng = np.random.default_rng(2)
+    width = lanes(dtype)
+    a, b = (rng.integers(-3, 4, size=width).astype(dtype) for _ in range(2))
+    out = np.zeros(width, dtype=dtype)
+    packed = np.full(width + 2, 9, dtype=dtype)
+    greater, equal, count = _lane_ops(a, b, out, packed, -7)
+    assert greater == sum(1 << i for i in range(width) if a[i] > b[i])
+    assert equal == sum(1 << i for i in range(width) if a[i] == b[i])
+    assert count == (a > b).sum()
+    np.testing.assert_array_equal(out, np.where(a > b, a - b, -7))
+    np.testing.assert_array_equal(packed[1:1 + count], a[a > b])  # the kept lanes in order, then a whole vector
+    assert packed[0] == 9 and packed[-1] == 9

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsity_latency.latency import event_kernels as kernels
+from sparsity_latency.latency.lif_tables import MAX_TABLE_LEVELS, lif_table, reset_level
 from sparsity_latency.latency.opcount import dense_macs
 from sparsity_latency.models.conv_snn import ConvSNN
 from sparsity_latency.models.mlp import SpikingMLP
@@ -54,6 +55,8 @@ INT16_LIMIT = 2**15 - 1
 INT32_LIMIT = 2**31 - 1
 FLOAT64_EXACT = 2**53
 CODE_LIMIT = 1 << 10  # largest integer weight code accepted for the integer accumulators
+SPARE_EVENTS = 16  # event-list slots past the last event: pooling writes one before it knows to keep it, and the
+# table LIF stores a position 16 times (`event_kernels.lif_table`)
 _NO_SPIKES = np.zeros((0, 0), dtype=np.uint8)
 _NO_VALUES = np.zeros(0, dtype=np.int32)
 
@@ -92,7 +95,7 @@ class _Events:
     @classmethod
     def buffers(cls, owner: EventEngine, key: tuple, steps: int, capacity: int, values: bool = False) -> _Events:
         """Event lists for `steps` steps of up to `capacity` events each, kept by `owner` between runs."""
-        size = steps * capacity + 1  # one spare slot: pooling writes an event before it knows to keep it
+        size = steps * capacity + SPARE_EVENTS
         return cls(owner._buffer(("starts", *key), (steps + 1,), np.int64),
                    owner._buffer(("pos", *key), (size,), np.int32), owner._buffer(("chan", *key), (size,), np.int32),
                    owner._buffer(("values", *key), (size,), np.int32) if values else _NO_VALUES, values)
@@ -111,16 +114,31 @@ class _Lif:
     frac: int
     shift: int
 
-    def state(self, shape: tuple[int, int], dtype: type) -> np.ndarray:
-        """The membranes at rest, [P, C]: stored levels (int32) on the integer path, else the model's float type."""
-        return np.zeros(shape, dtype=np.int32 if self.integer else dtype)
+    def state(self, shape: tuple[int, int], dtype: type, table: np.ndarray | None = None) -> np.ndarray:
+        """The membranes at rest, [P, C]: stored levels (the table's type on the table path, else int32) on the
+        integer path, else the model's float type."""
+        return np.zeros(shape, dtype=table.dtype if table is not None else np.int32 if self.integer else dtype)
 
-    def run(self, acc: np.ndarray, gain: np.ndarray, offset: np.ndarray, state: np.ndarray,
-            spikes: np.ndarray | None, events: _Events) -> int:
+    def table(self, weights: _Weights) -> np.ndarray | None:
+        """Threshold tables (`lif_tables`) for the integer accumulator of `weights`, where they apply: an integer
+        membrane with at most `MAX_TABLE_LEVELS` levels fed by int16 / int32 codes."""
+        dtype = weights.values.dtype
+        if not self.integer or dtype not in (np.int16, np.int32) or self.high - self.low + 1 > MAX_TABLE_LEVELS:
+            return None
+        return aligned(lif_table(weights.gain, weights.offset, self.frac, self.shift, int(self.threshold) << self.frac,
+                                 int(self.low), int(self.high), self.zero_reset,
+                                 INT16_LIMIT if dtype == np.int16 else INT32_LIMIT, dtype.type))
+
+    def run(self, acc: np.ndarray, gain: np.ndarray, offset: np.ndarray, table: np.ndarray | None,
+            state: np.ndarray, spikes: np.ndarray | None, events: _Events) -> int:
         """Update `state` over acc [T, P, C]; write the step-major events (returned: how many) and, if given,
         spikes [T, P·C]."""
         record = spikes is not None
         spikes = spikes if record else _NO_SPIKES
+        if table is not None:
+            return kernels.lif_table(acc, table, int(self.low), self.zero_reset,
+                                     reset_level(self.frac, int(self.low), int(self.high)), state, record, spikes,
+                                     events.starts, events.pos, events.chan)
         if self.integer:
             return kernels.lif_integer(acc, gain, offset, self.frac, self.shift, int(self.threshold) << self.frac,
                                        int(self.low), int(self.high), self.zero_reset, state, record, spikes,
@@ -172,6 +190,9 @@ def _weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.
     else:
         values, step = w.numpy(), 1.0
     gain, offset = _fold_bn(name, bn, weight.shape[0], bias, step * input_scale)
+    if values.dtype.kind == "i":  # x = acc·gain + offset = (−acc)·(−gain) + offset: gains ≥ 0 (`lif_tables`)
+        values = values * np.where(gain < 0, -1, 1).astype(values.dtype)
+        gain = np.abs(gain)
     return _Weights(aligned(values.reshape(-1, values.shape[-1])), gain, offset)
 
 
@@ -204,6 +225,7 @@ class EventEngine:
         self.first_weight = self.first.quantized_weight() if hasattr(self.first, "quantized_weight") else (
             self.first.weight.detach())
         self.layers: dict[int, _Weights] = {}
+        self.tables: dict[int, np.ndarray | None] = {1: None}
         for i in range(1, self.depth + 1):
             layer = getattr(model, f"{prefix}{i}")
             if self.conv:
@@ -216,6 +238,7 @@ class EventEngine:
                 pooled = self.pools.get(i - 1, 1)
                 self.layers[i] = _weights(f"{prefix}{i}", weight, layer.bias, getattr(model, f"bn{i}"),
                                           1.0 / pooled**2, pooled**2)
+                self.tables[i] = self.lifs[i - 1].table(self.layers[i])
         self.readout = model.fc
         self.first_bn = model.bn1
         _fold_bn("bn1", self.first_bn, self.first_weight.shape[0], None, 1.0)  # checks it
@@ -337,11 +360,12 @@ class EventEngine:
                 lif = self.lifs[i - 1]
                 neurons = math.prod(shape)
                 if t0 == 0:
-                    states.append(lif.state((math.prod(acc.shape[1:3]), acc.shape[3]), current.dtype.type))
+                    states.append(lif.state((math.prod(acc.shape[1:3]), acc.shape[3]), current.dtype.type,
+                                            self.tables[i]))
                     if record:
                         recorded.append((np.empty((steps, neurons), dtype=np.uint8), shape))
                 events = _Events.buffers(self, ("lif", i), window, neurons)
-                lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, states[i - 1],
+                lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, self.tables[i], states[i - 1],
                         recorded[i - 1][0][t0:t0 + window] if record else None, events)
                 begin = _timed(layer_ns, f"lif{i}", begin)
                 if i in self.pools:

@@ -21,6 +21,8 @@ come from average pooling (the spikes pooled there; the layer's gain holds the 1
   position, step by step. The integer kernel is `neurons.integer`'s fixed-point update (quantized membranes with
   β = 2^−k); the float kernel repeats `neurons.kernels`' float32 (or float64) step operation for operation. Both
   optionally record the spikes [T, P·C] and write the next layer's events (∝ spikes: see `_emit`).
+- `lif_table`: the same integer update for an integer accumulator and few membrane levels, as compares of acc
+  with per-channel, per-level thresholds (`latency.lif_tables`), 32 int16 (or 16 int32) neurons per vector.
 
 Kernels index arrays element by element rather than take a row view per position or event: each view costs
 two atomic reference-count updates, which measured as much as the work.
@@ -33,7 +35,22 @@ import math
 import numba
 import numpy as np
 
-from sparsity_latency.latency.simd import trailing_zeros, vadd, vload, vscale, vstore, vzero
+from sparsity_latency.latency.simd import (
+    popcount,
+    trailing_zeros,
+    vadd,
+    vbits,
+    vcompress,
+    veq,
+    vgt,
+    vload,
+    vscale,
+    vselect,
+    vsplat,
+    vstore,
+    vsub,
+    vzero,
+)
 
 INPUT_LIMIT = 2.0**40  # as `neurons.integer`: beyond this every decision is the one at the limit
 
@@ -296,5 +313,92 @@ def lif_float(acc, gain, offset, beta, threshold, quantized, low, high, zero_res
                 state[p, c] = r
                 fired[c] = f
             n = _emit(fired, words, channels, t, p, record, spikes, pos, chan, n)
+        starts[t + 1] = n
+    return n
+
+
+LANE = np.arange(16, dtype=np.int32)  # lane numbers of one int32 vector
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append(bits, width, p, offset, pos, chan, n):
+    """Append the events (p, offset + i) for the set bits i of `bits` (`width` lanes) to pos / chan at n, 16 lanes
+    at a time without a branch per spike: the channels by one compress-store, the position by a full vector
+    store (pos needs 16 spare slots past the last event). New length."""
+    for half in range(0, width, 16):
+        chunk = (bits >> np.uint64(half)) & np.uint64(0xFFFF)
+        vstore(pos, n, vsplat(pos, p))
+        vcompress(chan, n, vadd(vload(LANE, 0), vsplat(chan, offset + half)), chunk)
+        n += popcount(chunk)
+    return n
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pick(table, stored, at):
+    """The threshold at flat offset `at` of the tables (level `low`), of each lane's stored level: the levels
+    follow one vector apart; stored[k − 1] holds the lanes whose level is low + k."""
+    width = 64 // table.itemsize
+    bound = vload(table, at)
+    for k in range(1, 4):
+        bound = vselect(stored[k - 1], vload(table, at + k * width), bound)
+    return bound
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _level(a, table, stored, low, at):
+    """The level low + #{j : a > threshold j} over the three thresholds from flat offset `at` on."""
+    width = 64 // table.itemsize
+    level = vsplat(a, low)
+    for j in range(3):
+        level = vsub(level, vgt(a, _pick(table, stored, at + 4 * j * width)))  # a true mask is −1
+    return level
+
+
+@numba.njit(cache=True, nogil=True)
+def lif_table(acc, table, low, zero_reset, reset, state, record, spikes, starts, pos, chan):
+    """`lif_integer` on an integer accumulator by threshold tables (`latency.lif_tables.lif_table`,
+    [blocks, 7, 4, lanes]).
+
+    acc [T, P, C] (int16 or int32), table and state [P, C] (the stored levels) of acc's type; `reset` is the
+    level a zero reset stores. Outputs as `lif_integer`; pos / chan need 16 spare slots (`_append`). The loops
+    over levels and thresholds have fixed counts (the table is padded), so that each vector's update is
+    straight-line code reading one contiguous block of thresholds.
+    """
+    steps, positions, channels = acc.shape
+    width = 64 // acc.itemsize
+    whole = channels - channels % width
+    block = table.shape[1] * table.shape[2] * width
+    flat_acc, flat_state, cells = acc.reshape(-1), state.reshape(-1), table.reshape(-1)
+    n = starts[0] = 0
+    for t in range(steps):
+        for p in range(positions):
+            for offset in range(0, whole, width):
+                at = offset // width * block
+                a = vload(flat_acc, (t * positions + p) * channels + offset)
+                m = vload(flat_state, p * channels + offset)
+                stored = (veq(m, vsplat(m, low + 1)), veq(m, vsplat(m, low + 2)), veq(m, vsplat(m, low + 3)))
+                fired = vgt(a, _pick(cells, stored, at))
+                after = _level(a, cells, stored, low, at + 4 * width)
+                after = vselect(fired, vsplat(m, reset) if zero_reset else _level(
+                    a, cells, stored, low, at + 16 * width), after)
+                vstore(flat_state, p * channels + offset, after)
+                bits = vbits(fired)
+                if record:
+                    for lane in range(width):
+                        spikes[t, p * channels + offset + lane] = (bits >> np.uint64(lane)) & np.uint64(1)
+                n = _append(bits, width, p, offset, pos, chan, n)
+            for c in range(whole, channels):  # the channels past the last whole vector
+                a, k, b, lane = acc[t, p, c], state[p, c] - low, c // width, c % width
+                fired = a > table[b, 0, k, lane]
+                after = low
+                for j in range(1, 4):
+                    after += a > table[b, j + (3 if fired and not zero_reset else 0), k, lane]
+                state[p, c] = reset if fired and zero_reset else after
+                if record:
+                    spikes[t, p * channels + c] = fired
+                if fired:
+                    pos[n] = p
+                    chan[n] = c
+                    n += 1
         starts[t + 1] = n
     return n

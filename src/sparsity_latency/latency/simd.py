@@ -9,7 +9,14 @@ adds into a few of them runs at load throughput. The operations are numba intrin
 - `vzero(array)`: a zero vector of the array's element type;
 - `vload(array, offset)`: the `lanes` elements of `array` (C-contiguous, any shape) from flat offset `offset` on;
 - `vstore(array, offset, v)`: the reverse;
-- `vadd(a, b)`, and `vscale(v, s)`: v · s with the scalar s converted to the element type.
+- `vadd(a, b)`, `vsub(a, b)`, and `vscale(v, s)`: v · s with the scalar s converted to the element type;
+- `vsplat(like, s)`: a vector of the element type of `like` (an array or a vector) with every lane s;
+- integer lanes only: `vgt(a, b)` and `veq(a, b)`, lane masks (−1 where a > b, resp. a = b, else 0; signed);
+  `vselect(mask, a, b)`: a where the mask lane is nonzero, else b; `vbits(mask)`: the mask as the bits of a
+  uint64, lane i on bit i;
+- `vcompress(array, offset, v, bits)` (integer lanes): the lanes of v whose bit is set in the integer `bits`
+  (lane i: bit i), one after another from flat offset `offset` on, then zeros: a whole vector is stored;
+- `popcount(word)` and `trailing_zeros(word)` of an unsigned integer.
 
 No bounds are checked: the caller keeps offset + lanes within the array.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 VECTOR_BITS = 512
@@ -76,25 +84,99 @@ def vstore(typingctx, array, offset, value):
     return types.none(array, offset, value), codegen
 
 
-@intrinsic
-def vadd(typingctx, a, b):
-    def codegen(context, builder, signature, args):
-        floating = isinstance(signature.args[0].dtype, types.Float)
-        return builder.fadd(*args) if floating else builder.add(*args)
-    return a(a, b), codegen
+def _lanewise(operation: str):
+    """An intrinsic applying the IRBuilder method `operation` (integer lanes) or `f` + `operation` (float lanes)."""
+    def typer(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            floating = isinstance(signature.args[0].dtype, types.Float)
+            return getattr(builder, "f" + operation if floating else operation)(*args)
+        return a(a, b), codegen
+    return intrinsic(typer)
+
+
+vadd = _lanewise("add")
+vsub = _lanewise("sub")
+
+
+def _splat(context, builder, vector: Vector, value, value_type):
+    element = context.cast(builder, value, value_type, vector.dtype)
+    splat = builder.insert_element(ir.Constant(context.get_data_type(vector), None), element,
+                                   ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), None))
 
 
 @intrinsic
 def vscale(typingctx, v, scalar):
     def codegen(context, builder, signature, args):
-        vector = signature.args[0]
-        element = context.cast(builder, args[1], signature.args[1], vector.dtype)
-        splat = builder.insert_element(ir.Constant(context.get_data_type(vector), None), element,
-                                       ir.Constant(ir.IntType(32), 0))
-        splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), None))
-        floating = isinstance(vector.dtype, types.Float)
+        splat = _splat(context, builder, signature.args[0], args[1], signature.args[1])
+        floating = isinstance(signature.args[0].dtype, types.Float)
         return builder.fmul(args[0], splat) if floating else builder.mul(args[0], splat)
     return v(v, scalar), codegen
+
+
+@intrinsic
+def vsplat(typingctx, like, scalar):
+    vector = like if isinstance(like, Vector) else Vector(like.dtype)
+
+    def codegen(context, builder, signature, args):
+        return _splat(context, builder, vector, args[1], signature.args[1])
+    return vector(like, scalar), codegen
+
+
+def _compare(operator: str):
+    def typer(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            mask = builder.icmp_signed(operator, *args)
+            return builder.sext(mask, context.get_data_type(signature.return_type))
+        return a(a, b), codegen
+    return intrinsic(typer)
+
+
+vgt = _compare(">")
+veq = _compare("==")
+
+
+@intrinsic
+def vselect(typingctx, mask, a, b):
+    def codegen(context, builder, signature, args):
+        zero = ir.Constant(context.get_data_type(signature.args[0]), None)
+        return builder.select(builder.icmp_signed("!=", args[0], zero), args[1], args[2])
+    return a(mask, a, b), codegen
+
+
+@intrinsic
+def vbits(typingctx, mask):
+    def codegen(context, builder, signature, args):
+        lanes = signature.args[0].lanes
+        bits = builder.icmp_signed("<", args[0], ir.Constant(context.get_data_type(signature.args[0]), None))
+        word = builder.bitcast(bits, ir.IntType(lanes))
+        return builder.zext(word, ir.IntType(64)) if lanes < 64 else word
+    return types.uint64(mask), codegen
+
+
+@intrinsic
+def vcompress(typingctx, array, offset, value, bits):
+    def codegen(context, builder, signature, args):
+        vector = signature.args[2]
+        data_type = context.get_data_type(vector)
+        mask = builder.bitcast(builder.trunc(args[3], ir.IntType(vector.lanes)), ir.VectorType(ir.IntType(1),
+                                                                                               vector.lanes))
+        name = f"llvm.experimental.vector.compress.v{vector.lanes}i{vector.dtype.bitwidth}"
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            data_type, [data_type, mask.type, data_type]), name)
+        packed = builder.call(function, [args[2], mask, ir.Constant(data_type, None)])
+        builder.store(packed, _pointer(context, builder, signature.args[0], args[0], args[1], vector), align=1)
+        return context.get_dummy_value()
+    return types.none(array, offset, value, bits), codegen
+
+
+@intrinsic
+def popcount(typingctx, word):
+    def codegen(context, builder, signature, args):
+        kind = args[0].type
+        function = builder.module.declare_intrinsic("llvm.ctpop", [kind], ir.FunctionType(kind, [kind]))
+        return builder.call(function, [args[0]])
+    return word(word), codegen
 
 
 @intrinsic
