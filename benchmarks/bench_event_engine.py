@@ -9,18 +9,19 @@ without threads) on the same binary input frames; the dense path under torch.inf
 Each round times the dense forward and the engine once each, in turn, after warm-up rounds (numba compiles);
 times are medians over rounds and the speedup is the median of the per-round ratios. The ideal speedup is
 1/(1 − s): the dense path does all the work, the event path a share 1 − s of it. The engine's time includes
-the dense frame-fed conv1 and the LIF layers (∝ neurons, not spikes), which bound its speedup at high sparsity.
+the LIF layers (∝ neurons, not spikes), which bound its speedup at high sparsity, and conv1, which runs from the
+binary frames' events (20 % of pixels on, whatever the spike sparsity).
 The engine runs with `record_spikes=False` (logits only, like the dense forward; spikes would be written and
 converted to torch tensors otherwise). The correlation is Pearson's r between per-layer time and per-layer
-SynOps over every event-fed layer (conv2…conv8, pools, fc) of every sparsity level, from the engine's own
+SynOps over every event-fed layer (conv1…conv8, pools, fc) of every sparsity level, from the engine's own
 `layer_ns` and `synops` (medians): the issue's definition, across layers and inputs. A secondary line gives
 each layer's r across the sparsity levels alone (time ∝ SynOps within a layer, whatever its cost per op).
 
 A second ideal, "op ideal", is the ratio of the work itself: the dense path's multiply-accumulates over all weight
-layers (`opcount.dense_macs`, padding included, as the dense kernels compute it) over the engine's (conv1's dense
-MACs plus every event-fed weight layer's SynOps). It differs from 1/(1 − s) because an average pool of spikes is
-denser than the spikes (a 2×2 window at 90 % spike sparsity is nonzero with probability 1 − 0.9⁴ ≈ 34 %), so the
-layers after a pool do more than a share 1 − s of their dense work.
+layers (`opcount.dense_macs`, padding included, as the dense kernels compute it) over the engine's (every weight
+layer's SynOps, conv1's counted as MACs if it ran densely). It differs from 1/(1 − s) because an average pool of
+spikes is denser than the spikes (a 2×2 window at 90 % spike sparsity is nonzero with probability 1 − 0.9⁴ ≈ 34 %),
+so the layers after a pool do more than a share 1 − s of their dense work.
 
     .venv/bin/python benchmarks/bench_event_engine.py [--repeats 7] [--warmup 2]
 """
@@ -147,7 +148,7 @@ def main() -> None:
         engine_work = sum(result.macs.values()) + sum(ops for name, ops in result.synops.items()
                                                        if not name.startswith("pool"))
         op_ideal = dense_work(model, x) / engine_work
-        synop_layers = list(result.synops)  # the event-fed layers: conv2…conv8, pool1…pool4, fc
+        synop_layers = list(result.synops)  # the event-fed layers: conv1…conv8, pool1…pool4, fc
         per_layer = {name: statistics.median(ns[name] for ns in layer_ns) for name in synop_layers}
         for name in synop_layers:
             times.append(per_layer[name])

@@ -57,7 +57,8 @@ def dense_run(model: nn.Module, frames: torch.Tensor) -> tuple[torch.Tensor, dic
 
 
 def exact_current(model: nn.Module, index: int, previous: torch.Tensor) -> torch.Tensor:
-    """Layer `index`'s input current in float64 from the spikes of the layer before it [T, B, …]."""
+    """Layer `index`'s input current in float64 from the spikes of the layer before it (the frames for layer 1)
+    [T, B, …]."""
     conv = hasattr(model, f"conv{index}")
     layer, bn = getattr(model, f"conv{index}" if conv else f"fc{index}"), getattr(model, f"bn{index}")
     hidden = previous.flatten(0, 1).double()
@@ -82,13 +83,14 @@ def check_against_dense(model: nn.Module, frames: torch.Tensor) -> str | None:
     logits, currents, spikes = dense_run(model, frames)
     result = EventEngine.from_model(model).run(frames)
     assert set(result.spikes) == set(spikes)
+    first_dense = bool(result.macs)  # the frame-fed layer ran with torch (else from the frames' events)
     for index in range(1, model.depth + 1):
         name = f"lif{index}"
         assert result.spikes[name].shape == spikes[name].shape and result.spikes[name].dtype == spikes[name].dtype
         if torch.equal(result.spikes[name], spikes[name]):
             continue
-        assert index > 1, "the frame-fed layer is computed as the dense model does: its spikes must be equal"
-        exact = exact_current(model, index, spikes[f"lif{index - 1}"])
+        assert index > 1 or not first_dense, "a frame-fed layer run with torch must give the dense spikes"
+        exact = exact_current(model, index, spikes[f"lif{index - 1}"] if index > 1 else frames)
         assert (currents[name].double() - exact).abs().max() < ROUNDING
         with torch.inference_mode():
             reference = getattr(model, name)(exact.to(frames.dtype))
@@ -146,8 +148,9 @@ def test_synops_equal_opcount(name: str) -> None:
     _, _, spikes = dense_run(model, frames)
     result = EventEngine.from_model(model).run(frames)
     conv = name != "mlp"
-    for index in range(2, model.depth + 1):
-        previous = result.spikes[f"lif{index - 1}"]
+    assert result.macs == {}  # count frames and integer weight codes: the first layer runs from events too
+    for index in range(1, model.depth + 1):
+        previous = result.spikes[f"lif{index - 1}"] if index > 1 else frames
         pool = getattr(model, f"pool{index - 1}", None)
         if pool is not None:
             assert result.synops[f"pool{index - 1}"] == synops(previous, fan_out(pool, previous.shape[2:]))
@@ -167,13 +170,17 @@ def layer_name(conv: bool, index: int) -> str:
 
 @pytest.mark.parametrize("name", ["tiny-conv", "vgg9", "mlp"])
 def test_no_spikes_no_work(name: str) -> None:
-    """With no spikes after the frame-fed layer, no later layer does any accumulate."""
-    model = calibrated(name, 7)
+    """With no spikes after the frame-fed layer, no later layer does any accumulate (the first layer does one per
+    frame event and fan-out)."""
+    model = calibrated(name, 7, weight_bits=2)
     with torch.no_grad():
         for index in range(1, model.depth + 1):
             getattr(model, f"bn{index}").bias.fill_(-100.0)
-    result = EventEngine.from_model(model).run(inputs(name))
-    assert result.synops and all(value == 0 for value in result.synops.values())
+    frames = inputs(name)
+    result = EventEngine.from_model(model).run(frames)
+    first = layer_name(name != "mlp", 1)
+    assert result.synops[first] == synops(frames, fan_out(getattr(model, first), frames.shape[2:])) > 0
+    assert len(result.synops) > 1 and all(value == 0 for key, value in result.synops.items() if key != first)
     assert not any(spikes.any() for spikes in result.spikes.values())
     with torch.inference_mode():
         assert torch.allclose(result.logits[0], model.fc.bias.expand(1, -1)[0])
@@ -210,3 +217,23 @@ def test_sequences_longer_than_one_window(name: str, membrane_bits: float) -> No
     """More steps than one event window (64): the membranes carry across windows, spikes equal dense."""
     model = calibrated(name, 4, torch.float64, membrane_bits=membrane_bits, weight_bits=2)
     assert check_against_dense(model, inputs(name, batch=1, dtype=torch.float64, steps=70)) is None
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_count_frames_run_from_events_and_real_frames_densely(name: str) -> None:
+    """Frames of counts > 1 (an event-camera frame with several events per pixel) run the first layer from events,
+    each event adding its count times a weight row; real-valued frames, or float weights, keep it dense."""
+    model = calibrated(name, 8, torch.float64, membrane_bits=1.58, weight_bits=2)
+    counts = torch.randint(0, 4, (6, 2, *SHAPES[name])).double() * (torch.rand(6, 2, *SHAPES[name]) < 0.4)
+    engine = EventEngine.from_model(model)
+    result = engine.run(counts)
+    first = layer_name(name != "mlp", 1)
+    assert result.macs == {} and result.synops[first] == synops(counts, fan_out(getattr(model, first),
+                                                                                  counts.shape[2:]))
+    assert check_against_dense(model, counts) is None
+    scaled = counts * 0.5  # not counts: dense, with the dense model's own currents and spikes
+    dense = engine.run(scaled)
+    assert first in dense.macs and first not in dense.synops
+    assert check_against_dense(model, scaled) is None
+    float_model = calibrated(name, 8, torch.float64, membrane_bits=1.58, weight_bits=32)
+    assert first in EventEngine.from_model(float_model).run(counts).macs

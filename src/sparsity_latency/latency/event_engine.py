@@ -2,9 +2,11 @@
 
 A trained `ConvSNN` (tiny-conv, vgg9) or `SpikingMLP` runs layer by layer over one sample's whole sequence:
 
-1. The first weight layer is fed by real-valued frames: it is computed densely with torch (the model's own
-   convolution / linear and BatchNorm, so its currents are bit-identical to the dense path's), for the whole
-   batch at once.
+1. The first weight layer is fed by frames. When they hold event counts (integers 0…`FRAME_COUNT_LIMIT`, what
+   an event camera's frames are) and its weights are integer codes, it runs from events like every later layer:
+   each nonzero pixel adds its count times its weight rows (`_frame_events`). Otherwise (real-valued frames,
+   float weights) it is computed densely with torch (the model's own convolution / linear and BatchNorm, so its
+   currents are bit-identical to the dense path's), for the whole batch at once; its work is then MACs.
 2. Every later weight layer is fed by events: the spikes of the LIF layer before it, or the nonzero values of
    an average pool of those spikes, as step-major (position, channel) lists. Each output neuron sums, in SIMD
    registers, the weight rows of the events inside its receptive field (`event_kernels.conv_gather` /
@@ -27,7 +29,8 @@ where the dense membrane lies within float32 rounding of a decision boundary (th
 are equal).
 
 Timings (`layer_ns`) are per weight, pool and LIF layer, summed over the run; `synops` counts the accumulates
-actually performed, equal to `latency.opcount.synops(inputs, fan_out(layer, shape))` of each event-fed layer.
+actually performed, equal to `latency.opcount.synops(inputs, fan_out(layer, shape))` of each event-fed layer
+(the first layer included when it runs from events; `macs` holds it when it runs densely).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ WINDOW_STEPS = 32  # steps per layer call: bounds the accumulators and event lis
 INT16_LIMIT = 2**15 - 1
 INT32_LIMIT = 2**31 - 1
 FLOAT64_EXACT = 2**53
+FRAME_COUNT_LIMIT = 1 << 10  # frames of integer counts up to this run the first layer from events
 CODE_LIMIT = 1 << 10  # largest integer weight code accepted for the integer accumulators
 SPARE_EVENTS = 16  # event-list slots past the last event: pooling writes one before it knows to keep it, and the
 # table LIF stores a position 16 times (`event_kernels.lif_table`)
@@ -293,12 +297,16 @@ class EventEngine:
         layer_ns: dict[str, float] = {}
         synops: dict[str, float] = {}
         start = time.perf_counter_ns()
-        currents = self._first_layer(frames)  # [B, T, H, W, C] (or [B, T, 1, 1, N]), channels-last
-        macs = {("conv1" if self.conv else "fc1"): float(self._first_macs(frames.shape[2:])) * steps * batch}
-        _timed(layer_ns, "conv1" if self.conv else "fc1", start)
+        first = "conv1" if self.conv else "fc1"
+        by_events = self._first_by_events(frames)
+        currents = None if by_events else self._first_layer(frames)  # [B, T, H, W, C] / [B, T, 1, 1, N]
+        macs = {} if by_events else {first: float(self._first_macs(frames.shape[2:])) * steps * batch}
+        _timed(layer_ns, first, start)
+        model_type = torch.empty(0, dtype=frames.dtype).numpy().dtype.type
         logits, spikes = [], []
         for b in range(batch):
-            sample_logits, sample_spikes = self._sample(currents[b], layer_ns, synops, record_spikes)
+            sample = (None, frames[:, b]) if by_events else (currents[b], None)
+            sample_logits, sample_spikes = self._sample(*sample, model_type, layer_ns, synops, record_spikes)
             logits.append(sample_logits)
             spikes.append(sample_spikes)
         result_spikes = {}
@@ -310,6 +318,41 @@ class EventEngine:
             result_spikes[lif.name] = stacked.to(frames.dtype).contiguous()
         return EventResult(torch.from_numpy(np.stack(logits)).to(frames.dtype), result_spikes, layer_ns, synops,
                            macs)
+
+    def _first_by_events(self, frames: torch.Tensor) -> bool:
+        """Whether the frame-fed layer runs from events on these frames, and its weights and table if so.
+
+        It does when the frames are counts (integers 0…FRAME_COUNT_LIMIT: event-camera frames, binary or not)
+        and the layer's weights are integer multiples of one step, so that its sums are exact integers like every
+        other layer's; otherwise it runs densely with torch, bit-identical to the dense path."""
+        self.layers.pop(1, None)
+        self.tables[1] = None
+        if frames.numel() == 0:
+            return False
+        low, high = float(frames.min()), float(frames.max())
+        if low < 0 or high > FRAME_COUNT_LIMIT or not torch.equal(frames, torch.round(frames)):
+            return False
+        bound = 1 << max(0, math.ceil(math.log2(max(high, 1.0))))  # the largest count the weights are built for
+        cache = self.__dict__.setdefault("_first_weights", {})
+        if bound not in cache:
+            weights = _weights("conv1" if self.conv else "fc1", self.first_weight, self.first.bias, self.first_bn,
+                               1.0, bound)
+            cache[bound] = (weights, self.lifs[0].table(weights)) if weights.values.dtype.kind == "i" else None
+        if cache[bound] is None:
+            return False
+        self.layers[1], self.tables[1] = cache[bound]
+        return True
+
+    def _frame_events(self, frames: torch.Tensor, t0: int, window: int) -> _Events:
+        """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] as events (position, channel, count):
+        channels-last positions for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
+        x = frames[t0:t0 + window]
+        x = (x.permute(0, 2, 3, 1) if self.conv else x.reshape(window, 1, -1)).numpy()
+        capacity = math.prod(x.shape[1:])
+        events = _Events.buffers(self, ("frames",), window, capacity, values=True)
+        events.has_values = kernels.frame_events(x.reshape(window, -1, x.shape[-1]), events.starts, events.pos,
+                                                 events.chan, events.values)
+        return events
 
     def _first_macs(self, shape: torch.Size) -> int:
         return dense_macs(self.first, tuple(shape) if self.conv else (math.prod(shape),))
@@ -333,26 +376,33 @@ class EventEngine:
             buffers[key] = aligned(np.zeros(shape, dtype=dtype))
         return buffers[key]
 
-    def _sample(self, current: np.ndarray, layer_ns: dict[str, float], synops: dict[str, float], record: bool
+    def _sample(self, current: np.ndarray | None, frames: torch.Tensor | None, model_type: type,
+                layer_ns: dict[str, float], synops: dict[str, float], record: bool
                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, tuple[int, ...]]]]:
-        """One sample (current [T, H, W, C], or [T, 1, 1, N] for an MLP): logits [classes] (float64) and, when
+        """One sample, from the first layer's currents [T, H, W, C] ([T, 1, 1, N] for an MLP) or, when those are
+        None, from its count frames [T, C, H, W] (`_first_by_events`): logits [classes] (float64) and, when
         `record`, each LIF layer's spikes [T, N] (uint8) with its map shape; in windows of `WINDOW_STEPS` steps."""
-        steps = current.shape[0]
-        first_shape = tuple(current.shape[1:] if self.conv else current.shape[3:])
-        ones = np.ones(current.shape[3])
-        zeros = np.zeros_like(ones)
+        steps = (current if current is not None else frames).shape[0]
+        if current is not None:
+            first_shape = tuple(current.shape[1:] if self.conv else current.shape[3:])
+        else:
+            first_shape = tuple(frames.shape[2:]) + tuple(frames.shape[1:2]) if self.conv else (frames[0].numel(),)
         states: list[np.ndarray] = []
         recorded: list[tuple[np.ndarray, tuple[int, ...]]] = []
         readout = []
         for t0 in range(0, steps, WINDOW_STEPS):
             window = min(steps - t0, WINDOW_STEPS)
-            acc = np.ascontiguousarray(current[t0:t0 + window])
-            gain, offset, shape = ones, zeros, first_shape
-            events = _Events(np.zeros(1, dtype=np.int64), _NO_VALUES, _NO_VALUES)  # none: layer 1 reads frames
+            shape, events = first_shape, None
             for i in range(1, self.depth + 1):
                 name = f"conv{i}" if self.conv else f"fc{i}"
                 begin = time.perf_counter_ns()
-                if i > 1:
+                if i == 1 and current is not None:  # currents computed densely (`_first_layer`)
+                    acc = np.ascontiguousarray(current[t0:t0 + window])
+                    gain = np.ones(acc.shape[3])
+                    offset = np.zeros_like(gain)
+                else:
+                    if i == 1:
+                        events = self._frame_events(frames, t0, window)
                     acc, shape, ops = self._gather(i, events, shape, window)
                     synops[name] = synops.get(name, 0.0) + ops
                     gain, offset = self.layers[i].gain, self.layers[i].offset
@@ -360,8 +410,7 @@ class EventEngine:
                 lif = self.lifs[i - 1]
                 neurons = math.prod(shape)
                 if t0 == 0:
-                    states.append(lif.state((math.prod(acc.shape[1:3]), acc.shape[3]), current.dtype.type,
-                                            self.tables[i]))
+                    states.append(lif.state((math.prod(acc.shape[1:3]), acc.shape[3]), model_type, self.tables[i]))
                     if record:
                         recorded.append((np.empty((steps, neurons), dtype=np.uint8), shape))
                 events = _Events.buffers(self, ("lif", i), window, neurons)

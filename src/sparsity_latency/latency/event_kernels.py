@@ -13,6 +13,7 @@ come from average pooling (the spikes pooled there; the layer's gain holds the 1
   step's events by position first, so that one kernel row's inputs form one contiguous stretch (see
   `conv_gather`). A scatter (each event adding into memory) was measured 2-4× slower: every add was a load and
   a store waiting on the one before.
+- `frame_events`: the nonzero pixels of count frames (the first layer's input) as events, counts as values.
 - `pool_events`: k × k average pooling (stride k) of one layer's spikes, step by step: one increment per spike
   into its window's counter; the windows touched become the step's output events with the counts as values; the
   counters are cleared through the event list, so the work is ∝ spikes, not ∝ map size.
@@ -227,6 +228,27 @@ def pool_events(starts, pos, chan, cell_of, channels, grid, out_starts, out_pos,
             grid[q] = 0
         out_starts[t + 1] = n
     return ops
+
+
+@numba.njit(cache=True, nogil=True)
+def frame_events(frames, starts, pos, chan, values):
+    """The nonzero pixels of count frames [T, P, C] (integer-valued floats) as step-major events with the counts
+    as values (position-major, then channel, within a step). Returns whether any count exceeds 1."""
+    n = 0
+    above_one = False
+    starts[0] = 0
+    for t in range(frames.shape[0]):
+        for p in range(frames.shape[1]):
+            for c in range(frames.shape[2]):
+                count = frames[t, p, c]
+                if count != 0:
+                    pos[n] = p
+                    chan[n] = c
+                    values[n] = np.int32(count)
+                    above_one |= count > 1
+                    n += 1
+        starts[t + 1] = n
+    return above_one
 
 
 PACK = np.uint64(0x0102040810204080)  # w·PACK >> 56 packs the eight 0/1 bytes of w into one byte, lowest first
