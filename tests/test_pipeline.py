@@ -153,6 +153,7 @@ def test_interrupted_retraining_keeps_the_earlier_record(tmp_path: Path) -> None
     def interrupt(epoch: int) -> None:
         raise StudyInterruptedError
 
+    (directory / runs.CHECKPOINT).unlink()  # no checkpoint to resume from: training starts again
     with pytest.raises(StudyInterruptedError):
         train_stage(config, tmp_path, CPU, interrupt)
     assert runs.read_manifest(directory)["status"] == "complete"

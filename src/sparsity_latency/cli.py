@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sparsity_latency.errors import InputError
+from sparsity_latency.errors import InputError, NonFiniteLossError
+from sparsity_latency.interrupts import StopSignalError, stop_on_signals
 from sparsity_latency.masking import describe_check
 from sparsity_latency.probes import CHECK, NET
 from sparsity_latency.runs import STAGES
@@ -71,6 +73,12 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             _fail(f"cannot write there: {exc}", 2)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except StopSignalError as exc:
+            _fail(str(exc), 1)
+        except NonFiniteLossError as exc:
+            _fail(f"run failed: {exc}", 1)
+        except OSError as exc:  # ENOSPC, EROFS, EACCES … writing results
+            _fail(f"cannot write: {exc.strerror or exc} ({exc.filename or 'results'})", 2)
         except Exception as exc:
             if _debug["on"]:
                 traceback.print_exc()
@@ -147,9 +155,9 @@ def train(
     overrides = [*(set_ or []), *([f'train.method="{method}"'] if method else [])]
     cfg = load_config(config, overrides)
     torch_device = _device(device)
-    with _progress(quiet) as progress:
+    with _progress(quiet) as progress, stop_on_signals() as stop:
         task = progress.add_task(f"train {cfg.train.method} seed {cfg.seed}", total=cfg.train.epochs)
-        directory = train_stage(cfg, out, torch_device, lambda epoch: progress.advance(task))
+        directory = train_stage(cfg, out, torch_device, lambda epoch: progress.advance(task), stop)
     from sparsity_latency.runs import read_table
 
     frame = read_table(directory / "train.parquet", "train")
@@ -318,31 +326,82 @@ def study(
     set_: SetOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = "auto",
+    executor: Annotated[str, typer.Option(
+        help="Where runs execute: inline (this process), local (parallel processes, --jobs), debug (submitit's "
+             "in-process debug executor) or slurm (a submitit job array; see docs/cluster.md).")] = "inline",
+    jobs: Annotated[int, typer.Option(help="Runs at once with --executor local.")] = 1,
+    status: Annotated[bool, typer.Option("--status", help="Show each run's state (pending, running, done, "
+                                                          "failed) and exit.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --executor slurm: wait for the jobs, then "
+                                                      "correlate.")] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole study (seeds × variants × methods → train, attack, profile), then correlate.
 
-    Stages already complete with the same settings are skipped, so an interrupted study resumes.
+    Stages already complete with the same settings are skipped and training resumes from its last
+    checkpoint, so an interrupted study resumes. With --executor slurm the runs not complete go out as one
+    job array; run the same command again to collect them, resubmit failed ones and correlate.
 
-    Example: sparsity-latency study experiments/smoke.toml --out results
+    Example: sparsity-latency study experiments/smoke.toml --out results --executor local --jobs 2
     """
     from sparsity_latency.config import load_config
-    from sparsity_latency.report import write_report
-    from sparsity_latency.study import expand_grid, run_study
+    from sparsity_latency.executors import EXECUTORS, execute, run_states
+    from sparsity_latency.study import expand_grid, finish_study, run_study
 
     cfg = load_config(config, set_ or [])
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown executor '{executor}' (known: {', '.join(EXECUTORS)})")
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {jobs}")
+    grid = expand_grid(cfg)
+    if status:
+        _print_states(run_states(grid, out), as_json)
+        return
     torch_device = _device(device)
-    n_stages = len(STAGES) * len(expand_grid(cfg))
-    with _progress(quiet) as progress:
-        task = progress.add_task(f"study {cfg.study.name}", total=n_stages)
+    if executor == "inline":
+        n_stages = len(STAGES) * len(grid)
+        with _progress(quiet) as progress, stop_on_signals() as stop:
+            task = progress.add_task(f"study {cfg.study.name}", total=n_stages)
 
-        def on_stage(run_id: str, stage: str, skipped: bool) -> None:
-            progress.update(task, advance=1, description=f"{run_id} {stage}{' (done before)' if skipped else ''}")
+            def on_stage(run_id: str, stage: str, skipped: bool) -> None:
+                progress.update(task, advance=1,
+                                description=f"{run_id} {stage}{' (done before)' if skipped else ''}")
 
-        result = run_study(cfg, out, torch_device, on_stage)
-        progress.update(task, description="report")
-        page = write_report(result.directory)
+            result = run_study(cfg, out, torch_device, on_stage, stop)
+    else:
+        states = {state.run_id: state for state in run_states(grid, out)}
+        todo = [c for c in grid if states[_run_id(c)].state in ("failed", "not submitted")
+                or (executor != "slurm" and states[_run_id(c)].state == "pending")]
+        if todo:
+            with _progress(quiet) as progress:
+                task = progress.add_task(f"study {cfg.study.name} ({executor})", total=len(todo))
+                failures = execute(executor, todo, out, device, jobs,
+                                   lambda run_id, ok: progress.update(task, advance=1, description=run_id))
+            if failures:
+                for run_id, message in failures.items():
+                    _print_error(f"run {run_id} failed: {message}")
+                _fail(f"{len(failures)} of {len(grid)} runs failed; run the same command again to retry them", 1)
+        states = {state.run_id: state for state in run_states(grid, out)}
+        while wait and any(s.state in ("pending", "running") for s in states.values()):
+            time.sleep(2)
+            states = {state.run_id: state for state in run_states(grid, out)}
+        unfinished = [s for s in states.values() if s.state != "done"]
+        if unfinished:
+            counts = {name: sum(s.state == name for s in unfinished) for name in ("pending", "running", "failed")}
+            summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+            if todo and executor == "slurm":
+                console.print(f"submitted {len(todo)} runs of study {cfg.study.name} as a SLURM job array")
+            console.print(f"{len(grid) - len(unfinished)} of {len(grid)} runs done ({summary}); "
+                          f"`sparsity-latency study {config} --status` follows them; the same command again "
+                          f"collects them and correlates")
+            if counts["failed"] and wait:
+                raise typer.Exit(1)
+            return
+        result = finish_study(cfg, out, grid, 0, 0)
+    from sparsity_latency.report import write_report
+
+    page = write_report(result.directory)
     directories = [result.directory / run_id for run_id in result.run_ids]
     if as_json:
         from sparsity_latency.robustness import flagged_runs, robustness_table
@@ -355,11 +414,31 @@ def study(
             "flagged": flagged_runs(directories),
         }))
         return
-    console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
-                  f"({result.stages_run} stages run, {result.stages_skipped} already complete)")
+    if executor == "inline":
+        console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
+                      f"({result.stages_run} stages run, {result.stages_skipped} already complete)")
+    else:
+        console.print(f"study {cfg.study.name}: {len(result.run_ids)} runs in {result.directory} "
+                      f"(executor {executor})")
     _print_robustness(directories)
     _print_correlation(result.correlation, as_json)
     console.print(f"report: {page}")
+
+
+def _run_id(config: Any) -> str:
+    from sparsity_latency.runs import run_id
+
+    return run_id(config)
+
+
+def _print_states(states: list, as_json: bool) -> None:
+    frame = pd.DataFrame([{"run_id": s.run_id, "state": s.state, "job_id": s.job_id or "", "detail": s.detail}
+                          for s in states])
+    if as_json:
+        console.print_json(frame.to_json(orient="records"))
+        return
+    counts = frame["state"].value_counts()
+    _print_frame(frame, "runs: " + ", ".join(f"{n} {state}" for state, n in counts.items()), False)
 
 
 def _print_robustness(directories: list[Path]) -> None:

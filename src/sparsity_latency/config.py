@@ -7,6 +7,7 @@ falls back to the default written here. `docs/config.md` lists every key with it
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import tomllib
@@ -168,6 +169,19 @@ class CorrelateConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """Resources of each run's job under `study --executor slurm` (submitit's SLURM executor)."""
+
+    partition: str = ""  # "" = the cluster's default partition
+    time_min: int = 240  # wall-clock limit of one run's job; a job near its limit is checkpointed and requeued
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: float = 8.0
+    array_parallelism: int = 64  # runs of the job array running at once
+    setup: tuple[str, ...] = ()  # shell lines run before each job (module load …, source venv/bin/activate)
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything one run or one study needs."""
 
@@ -179,6 +193,7 @@ class Config:
     attack: AttackConfig = field(default_factory=AttackConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     correlate: CorrelateConfig = field(default_factory=CorrelateConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -273,7 +288,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     values = {}
     for key, value in raw.items():
         if key not in names:
-            raise InputError(f"unknown config key '{where}{key}'")
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            hint_text = f" (did you mean '{where}{close[0]}'?)" if close else ""
+            raise InputError(f"unknown config key '{where}{key}'{hint_text}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             values[key] = _build(hint, value, f"{where}{key}.")
@@ -478,6 +495,9 @@ def check_config(config: Config) -> None:
              f"config 'correlate.exit_threshold' must lie in [0, 1], got {config.correlate.exit_threshold}")
     positive("correlate.bootstrap_resamples", config.correlate.bootstrap_resamples)
     positive("correlate.permutations", config.correlate.permutations)
+    for key in ("time_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+        positive(f"slurm.{key}", getattr(config.slurm, key))
+    non_negative("slurm.gpus_per_node", config.slurm.gpus_per_node)
 
 
 def check_study(config: Config) -> None:

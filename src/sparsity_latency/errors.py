@@ -6,3 +6,7 @@ class InputError(Exception):
 
     The command line prints the message as one line and exits with code 2.
     """
+
+
+class NonFiniteLossError(Exception):
+    """The training loss became NaN or infinite: the run failed (exit code 1), its last checkpoint kept."""

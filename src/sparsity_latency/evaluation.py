@@ -24,10 +24,11 @@ from sparsity_latency.probes import CHECK, NET, LayerMeans, SparsityProbe, layer
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Time-major batches ([T, B, …], labels) from samples [N, T, …]; shuffled when given a generator."""
+            generator: torch.Generator | None = None, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Time-major batches ([T, B, …], labels) from samples [N, T, …]; shuffled when given a generator; the first
+    `skip` batches of the order left out (a resumed epoch)."""
     order = torch.randperm(len(x), generator=generator) if generator is not None else torch.arange(len(x))
-    for start in range(0, len(x), batch_size):
+    for start in range(skip * batch_size, len(x), batch_size):
         index = order[start:start + batch_size]
         yield x[index].transpose(0, 1).to(device), y[index].to(device)
 

@@ -122,6 +122,14 @@ class LayerMeans:
             for column, value in row.items():
                 self._values[layer, column].append(value)
 
+    def state(self) -> list[list]:
+        """The values so far as plain lists [[layer, column, values], …] (a checkpoint's part-done epoch)."""
+        return [[layer, column, list(values)] for (layer, column), values in self._values.items()]
+
+    def restore(self, state: list[list]) -> None:
+        for layer, column, values in state:
+            self._values[layer, column] = list(values)
+
     def rows(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = defaultdict(dict)
         for (layer, column), values in self._values.items():

@@ -10,6 +10,7 @@ the same folder and renamed into place, so a killed process never leaves half a 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,8 +19,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -32,11 +34,12 @@ import torch
 
 from sparsity_latency.config import METHOD_SETTINGS, STANDARD, Config, config_from_dict, config_to_dict, with_changes
 from sparsity_latency.errors import InputError
-from sparsity_latency.schema import SCHEMA_VERSION, check_arrow_schema, check_table, to_table
+from sparsity_latency.schema import SCHEMA_VERSION, TIMING_COLUMNS, check_arrow_schema, check_table, to_table
 
 STAGES = ("train", "attack", "profile")
 MANIFEST = "run.json"
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
 IDENTITY_SECTIONS = ("seed", "data", "model", "train")
 READ_THREADS = 4  # parquet reads release the GIL; a few threads hide file-system latency
 MANIFEST_KEYS = {"run_id": str, "pair_key": str, "method": str, "seed": int, "config": dict, "stages": dict,
@@ -132,11 +135,76 @@ def read_columns(paths: list[Path], table: str, columns: list[str]) -> pd.DataFr
         columns=columns)
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Weights, optimizer state and the RNG state, loadable with `weights_only=True`."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "torch_rng": torch.get_rng_state()}
+def save_checkpoint(path: Path, state: dict) -> None:
+    """A training state (`training.train`'s: weights, optimizer, random generators, rows so far), atomically;
+    it holds only tensors and plain values, so it loads with `weights_only=True`."""
     write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def resumable(path: Path, run: str) -> dict | None:
+    """The training state in `path` if it is a checkpoint of run `run` in the current format, else None (train
+    from the start: no checkpoint yet, one of another run or format, or an unreadable one)."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+    except InputError:
+        return None
+    from sparsity_latency.training import STATE_FORMAT
+
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("run_id") != run:
+        return None
+    return state
+
+
+_held: dict[Path, tuple[int, int]] = {}  # run directory → (lock file descriptor, depth), in this process
+
+
+class RunBusyError(InputError):
+    """Another process is running this run (it holds the run's lock)."""
+
+
+@contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold the run's lock (`<run>/.lock`, an flock: released when the process ends, however it ends) while
+    its stages run, so that two processes never write the same run's files. Reentrant within a process;
+    RunBusyError if another process holds it."""
+    key = directory.resolve()
+    if key in _held:
+        handle, depth = _held[key]
+        _held[key] = (handle, depth + 1)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise RunBusyError(f"run {directory.name} is being run by another process (its lock {directory / LOCK} "
+                          f"is held)") from None
+        _held[key] = (handle, 1)
+    try:
+        yield
+    finally:
+        handle, depth = _held.pop(key)
+        if depth > 1:
+            _held[key] = (handle, depth - 1)
+        else:
+            os.close(handle)
+
+
+def is_running(directory: Path) -> bool:
+    """Whether some process holds the run's lock (this process's own locks excepted)."""
+    if directory.resolve() in _held or not (directory / LOCK).is_file():
+        return False
+    handle = os.open(directory / LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
+    return False
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -193,7 +261,12 @@ def read_manifest(directory: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{path}: corrupt run manifest") from None
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
+        age = "an older" if version < SCHEMA_VERSION else "a newer"
+        raise InputError(f"{path}: results of {age} schema (version {version}; this version of sparsity-latency "
+                         f"reads {SCHEMA_VERSION}): run the study again into a new --out folder")
+    if version != SCHEMA_VERSION:
         raise InputError(f"{path}: unknown run manifest schema (expected version {SCHEMA_VERSION})")
     for key, kind in MANIFEST_KEYS.items():
         if not isinstance(manifest.get(key), kind):
@@ -252,3 +325,20 @@ def complete_runs(results: Path) -> list[Path]:
     if not runs:
         raise InputError(f"no complete runs in {results}")
     return runs
+
+
+def fingerprint(study: Path) -> dict[str, str]:
+    """What a study's runs computed, as digests (run/table → sha256), for checking reproducibility: the train and
+    attack tables byte for byte, the trained weights, and the profile table without its wall-clock columns
+    (`schema.TIMING_COLUMNS`: measurements of the machine, not results of the config)."""
+    digests = {}
+    for directory in sorted(p.parent for p in study.glob(f"*/{MANIFEST}")):
+        for table in ("train", "attack"):
+            path = directory / f"{table}.parquet"
+            digests[f"{directory.name}/{table}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        weights = load_checkpoint(directory / CHECKPOINT)["model"]
+        digests[f"{directory.name}/weights"] = hashlib.sha256(b"".join(
+            name.encode() + tensor.cpu().numpy().tobytes() for name, tensor in weights.items())).hexdigest()
+        profile = read_table(directory / "profile.parquet", "profile").drop(columns=list(TIMING_COLUMNS))
+        digests[f"{directory.name}/profile"] = hashlib.sha256(profile.to_json().encode()).hexdigest()
+    return digests

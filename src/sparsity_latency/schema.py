@@ -16,6 +16,8 @@ SCHEMA_VERSION = 5  # 5: run ids leave out training settings the method does not
 
 STR, INT, FLOAT, BOOL = "string", "int64", "float64", "boolean"
 NULLABLE_INT = "Int64"  # an integer column that some rows leave empty
+# profile columns that measure the machine (wall-clock), not the config: the only ones a rerun may change
+TIMING_COLUMNS = ("wall_ms_p50", "wall_ms_p95", "wall_ms_std", "wall_repeats", "wall_converged", "layer_ms_p50")
 
 RUN_COLUMNS = {"run_id": STR, "method": STR, "seed": INT}
 

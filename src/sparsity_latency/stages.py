@@ -15,6 +15,7 @@ from sparsity_latency.config import AttackConfig, Config, ProfileConfig, config_
 from sparsity_latency.data import FramedData, load_data
 from sparsity_latency.errors import InputError
 from sparsity_latency.evaluation import evaluate_attacks
+from sparsity_latency.interrupts import NEVER, StopRequest
 from sparsity_latency.latency.profile import profile_model
 from sparsity_latency.masking import describe_check
 from sparsity_latency.models import build_for
@@ -41,19 +42,26 @@ def _run_columns(manifest: dict) -> dict:
 
 
 def train_stage(config: Config, out: str | Path, device: torch.device,
-                on_epoch: Callable[[int], None] | None = None) -> Path:
-    """Train one run into `out/<study>/<run_id>/` (run.json, checkpoint.pt, train.parquet)."""
+                on_epoch: Callable[[int], None] | None = None, stop: StopRequest = NEVER) -> Path:
+    """Train one run into `out/<study>/<run_id>/` (run.json, checkpoint.pt, train.parquet).
+
+    checkpoint.pt and train.parquet are rewritten at every epoch boundary (and at a stop signal), and training
+    resumes from a checkpoint of the same run. run.json is written only once training is done: until then the
+    run is not a run (`find_run`, `correlate` pass it by), and an earlier record stays as it was."""
     directory = runs.run_dir(out, config)
-    manifest = runs.new_manifest(config)
-    manifest["neuron"] = {"kind": config.model.neuron, **dynamics_of(config.model).describe()}
-    result = train(config, device, on_epoch)
-    # run.json is replaced only once training is done: an interrupted re-training leaves the earlier
-    # record as it was; from here on the run counts as incomplete until its files are written.
-    runs.write_json(directory / runs.MANIFEST, manifest)
-    runs.save_checkpoint(directory / runs.CHECKPOINT, result.model, result.optimizer)
-    runs.write_table(directory / "train.parquet",
-                     [{**_run_columns(manifest), **row} for row in result.rows], "train")
-    runs.mark_stage(directory, "train", runs.run_identity(config), device=str(device))
+    with runs.run_lock(directory):
+        manifest = runs.new_manifest(config)
+        manifest["neuron"] = {"kind": config.model.neuron, **dynamics_of(config.model).describe()}
+        checkpoint = directory / runs.CHECKPOINT
+
+        def save(state: dict) -> None:
+            runs.save_checkpoint(checkpoint, {**state, "run_id": manifest["run_id"]})
+            runs.write_table(directory / "train.parquet",
+                             [{**_run_columns(manifest), **row} for row in state["rows"]], "train")
+
+        train(config, device, on_epoch, runs.resumable(checkpoint, manifest["run_id"]), save, stop)
+        runs.write_json(directory / runs.MANIFEST, manifest)
+        runs.mark_stage(directory, "train", runs.run_identity(config), device=str(device))
     return directory
 
 
@@ -75,6 +83,11 @@ def load_trained(directory: Path, device: torch.device) -> tuple[dict, Config, F
 
 def attack_stage(directory: Path, device: torch.device, attack: AttackConfig | None = None) -> Path:
     """Evaluate robustness of a trained run with `attack` settings (default: those in its run.json)."""
+    with runs.run_lock(directory):
+        return _attack(directory, device, attack)
+
+
+def _attack(directory: Path, device: torch.device, attack: AttackConfig | None) -> Path:
     manifest, config, data, model = load_trained(directory, device)
     attack = attack or config.attack
     rows = evaluate_attacks(model, data.test_x, data.test_y, attack, config.train.grad_tau, config.seed,
@@ -87,6 +100,11 @@ def attack_stage(directory: Path, device: torch.device, attack: AttackConfig | N
 
 def profile_stage(directory: Path, device: torch.device, profile: ProfileConfig | None = None) -> Path:
     """Measure op counts, energy and wall-clock latency of a trained run."""
+    with runs.run_lock(directory):
+        return _profile(directory, device, profile)
+
+
+def _profile(directory: Path, device: torch.device, profile: ProfileConfig | None) -> Path:
     manifest, config, data, model = load_trained(directory, device)
     profile = profile or config.profile
     rows = profile_model(model, data.test_x, data.test_y, profile, config.model.membrane_bits, device)

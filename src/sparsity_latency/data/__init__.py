@@ -85,6 +85,11 @@ def load_data(config: DataConfig, seed: int) -> FramedData:
         modalities = tuple(zip(_modality_names(names), (modalities[0][1], tuple(second["train"].shape[2:])),
                                strict=True))
         x = {part: pack(x[part], second[part]) for part in PARTS}
+    for part in PARTS:
+        if len(y[part]) == 0:
+            raise InputError(f"data '{config.name}' leaves no {part} samples (data.root = '{config.root}', "
+                             f"data.{part}_samples = {getattr(config, f'{part}_samples')}, data.test_fraction = "
+                             f"{config.test_fraction}): give more recordings or change the split")
     return FramedData(x["train"], y["train"], x["test"], y["test"], n_classes=n_classes, modalities=modalities)
 
 

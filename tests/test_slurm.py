@@ -1,0 +1,69 @@
+"""A real SLURM: a tiny study sent as one submitit job array, one job killed mid-run, the study completed by
+running `study` again, with the results of a study that ran in one process.
+
+Needs a running cluster (`scripts/slurm-single-node.sh start`, which `.ci/run` does). Skipped where there is
+none, unless SPARSITY_LATENCY_SLURM=1 says one must be there (CI), which makes a missing cluster a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from sparsity_latency import runs
+from test_resume import CLUSTER_SMOKE, _results
+
+
+def _cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and any(s in result.stdout for s in ("idle", "mixed", "allocated"))
+
+
+REQUIRED = os.environ.get("SPARSITY_LATENCY_SLURM") == "1"
+pytestmark = pytest.mark.skipif(not REQUIRED and not _cluster_up(), reason="no SLURM cluster is running here")
+
+def _states(config: Path, out: Path) -> dict[str, dict]:
+    result = run_cli("study", config, "--out", out, "--status", "--json")
+    assert result.returncode == 0, result.stderr
+    return {row["run_id"]: row for row in json.loads(result.stdout)}
+
+
+def _until(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_job_array_survives_a_killed_job(tmp_path: Path) -> None:
+    assert _cluster_up(), "SPARSITY_LATENCY_SLURM=1 but no SLURM cluster answers (scripts/slurm-single-node.sh)"
+    config = CLUSTER_SMOKE
+    reference = run_cli("study", config, "--out", tmp_path / "inline", "--quiet")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "slurm"
+    submitted = run_cli("study", config, "--out", out, "--executor", "slurm", "--quiet")
+    assert submitted.returncode == 0, submitted.stderr
+    assert "as a SLURM job array" in submitted.stdout
+    jobs = json.loads((out / "cluster-smoke" / "jobs.json").read_text())
+    assert len(jobs) == 2 and len({job["job_id"].split("_")[0] for job in jobs.values()}) == 1  # one array
+    victim = sorted(jobs)[0]
+    _until(lambda: (out / "cluster-smoke" / victim / runs.CHECKPOINT).is_file(), 240, f"{victim} to start training")
+    subprocess.run(["scancel", "--signal=KILL", "--full", jobs[victim]["job_id"]], check=True, timeout=30)
+    _until(lambda: _states(config, out)[victim]["state"] == "failed", 120, f"{victim} to be seen failed")
+    assert _states(config, out)[victim]["detail"] in ("CANCELLED", "FAILED")
+    finished = run_cli("study", config, "--out", out, "--executor", "slurm", "--wait", "--quiet")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert (out / "cluster-smoke" / "correlations.parquet").is_file()
+    again = json.loads((out / "cluster-smoke" / "jobs.json").read_text())
+    assert again[victim]["job_id"] != jobs[victim]["job_id"]  # resubmitted
+    assert {row["state"] for row in _states(config, out).values()} == {"done"}
+    assert _results(out / "cluster-smoke") == _results(tmp_path / "inline" / "cluster-smoke")
