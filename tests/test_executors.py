@@ -36,6 +36,7 @@ def test_local_and_debug_executors_complete_the_study_and_status_follows(tmp_pat
     assert {row["state"] for row in after.values()} == {"done"}
     jobs = json.loads((out / "cluster-smoke" / JOBS_FILE).read_text())
     assert set(jobs) == set(after) and all(job["executor"] == "local" for job in jobs.values())
+    assert not list(out.rglob("*.pkl"))  # submitit's pickles stay out of the results tree
     debug = run_cli("study", config, *one_epoch, "--out", tmp_path / "debug", "--executor", "debug", "--quiet")
     assert debug.returncode == 0, debug.stderr
     assert _results(tmp_path / "debug" / "cluster-smoke") == _results(out / "cluster-smoke")

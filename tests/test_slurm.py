@@ -1,5 +1,5 @@
-"""A real SLURM: a tiny study sent as one submitit job array, one job killed mid-run, the study completed by
-running `study` again, with the results of a study that ran in one process.
+"""A real SLURM: a tiny study sent as one submitit job array, one job preempted (USR2) and requeued, one killed
+mid-run, the study completed by running `study` again, with the results of a study that ran in one process.
 
 Needs a running cluster (`scripts/slurm-single-node.sh start`, which `.ci/run` does). Skipped where there is
 none, unless SPARSITY_LATENCY_SLURM=1 says one must be there (CI), which makes a missing cluster a failure.
@@ -31,8 +31,8 @@ def _cluster_up() -> bool:
 REQUIRED = os.environ.get("SPARSITY_LATENCY_SLURM") == "1"
 pytestmark = pytest.mark.skipif(not REQUIRED and not _cluster_up(), reason="no SLURM cluster is running here")
 
-def _states(config: Path, out: Path) -> dict[str, dict]:
-    result = run_cli("study", config, "--out", out, "--status", "--json")
+def _states(config: Path, out: Path, *options: str) -> dict[str, dict]:
+    result = run_cli("study", config, *options, "--out", out, "--status", "--json")
     assert result.returncode == 0, result.stderr
     return {row["run_id"]: row for row in json.loads(result.stdout)}
 
@@ -44,26 +44,41 @@ def _until(condition, seconds: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_job_array_survives_a_killed_job(tmp_path: Path) -> None:
+def _requeued(job_id: str) -> bool:
+    """Whether submitit's log of the job says it was requeued after a checkpoint."""
+    cache = Path(os.environ["SPARSITY_LATENCY_CACHE"])  # the test session's own (conftest)
+    return any("Requeued job" in path.read_text(errors="replace") for path in
+               (cache / "submitit").glob(f"*/{job_id}_*_log.*"))
+
+
+def test_job_array_survives_a_preempted_and_a_killed_job(tmp_path: Path) -> None:
+    """Run 0's job is killed (SIGKILL): `study` resubmits it. Run 1's job gets USR2, what SLURM sends before a
+    time limit or preemption: training checkpoints, submitit requeues the job and the requeued job resumes."""
     assert _cluster_up(), "SPARSITY_LATENCY_SLURM=1 but no SLURM cluster answers (scripts/slurm-single-node.sh)"
-    config = CLUSTER_SMOKE
-    reference = run_cli("study", config, "--out", tmp_path / "inline", "--quiet")
+    config, longer = CLUSTER_SMOKE, ("--set", "train.epochs=4")
+    reference = run_cli("study", config, *longer, "--out", tmp_path / "inline", "--quiet")
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "slurm"
-    submitted = run_cli("study", config, "--out", out, "--executor", "slurm", "--quiet")
+    submitted = run_cli("study", config, *longer, "--out", out, "--executor", "slurm", "--quiet")
     assert submitted.returncode == 0, submitted.stderr
     assert "as a SLURM job array" in submitted.stdout
     jobs = json.loads((out / "cluster-smoke" / "jobs.json").read_text())
     assert len(jobs) == 2 and len({job["job_id"].split("_")[0] for job in jobs.values()}) == 1  # one array
-    victim = sorted(jobs)[0]
-    _until(lambda: (out / "cluster-smoke" / victim / runs.CHECKPOINT).is_file(), 240, f"{victim} to start training")
-    subprocess.run(["scancel", "--signal=KILL", "--full", jobs[victim]["job_id"]], check=True, timeout=30)
-    _until(lambda: _states(config, out)[victim]["state"] == "failed", 120, f"{victim} to be seen failed")
-    assert _states(config, out)[victim]["detail"] in ("CANCELLED", "FAILED")
-    finished = run_cli("study", config, "--out", out, "--executor", "slurm", "--wait", "--quiet")
+    killed, preempted = sorted(jobs)
+    for run in (killed, preempted):
+        _until(lambda run=run: (out / "cluster-smoke" / run / runs.CHECKPOINT).is_file(), 240, f"{run} to train")
+    subprocess.run(["scancel", "--signal=USR2", jobs[preempted]["job_id"]], check=True, timeout=30)
+    subprocess.run(["scancel", "--signal=KILL", "--full", jobs[killed]["job_id"]], check=True, timeout=30)
+    _until(lambda: _states(config, out, *longer)[killed]["state"] == "failed", 120, f"{killed} to be seen failed")
+    assert _states(config, out, *longer)[killed]["detail"] in ("CANCELLED", "FAILED")
+    _until(lambda: _states(config, out, *longer)[preempted]["state"] == "done", 240, f"{preempted} to finish")
+    assert _requeued(jobs[preempted]["job_id"])
+    finished = run_cli("study", config, *longer, "--out", out, "--executor", "slurm", "--wait", "--quiet")
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert (out / "cluster-smoke" / "correlations.parquet").is_file()
     again = json.loads((out / "cluster-smoke" / "jobs.json").read_text())
-    assert again[victim]["job_id"] != jobs[victim]["job_id"]  # resubmitted
-    assert {row["state"] for row in _states(config, out).values()} == {"done"}
+    assert again[killed]["job_id"] != jobs[killed]["job_id"]  # resubmitted
+    assert again[preempted]["job_id"] == jobs[preempted]["job_id"]  # requeued by submitit, not resubmitted
+    assert {row["state"] for row in _states(config, out, *longer).values()} == {"done"}
     assert _results(out / "cluster-smoke") == _results(tmp_path / "inline" / "cluster-smoke")
+    assert not list(out.rglob("*.pkl"))  # submitit's pickles stay out of the results tree

@@ -10,11 +10,13 @@
 Each run's job (`RunJob`) runs its pipeline holding the run's lock and resumes from the run's checkpoints. On
 SLURM, submitit sends USR2 before the time limit and on preemption: training writes its checkpoint, submitit
 requeues the job (`RunJob.checkpoint`), and the requeued job resumes there. The study folder keeps
-`jobs.json` (run id → executor and job id) and submitit's own files in `.submitit/`.
+`jobs.json` (run id → executor and job id); submitit's own files (pickles) are kept outside the results tree
+(`jobs_folder`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -24,12 +26,13 @@ from typing import Any
 
 from sparsity_latency import runs
 from sparsity_latency.config import Config, config_from_dict, config_to_dict
+from sparsity_latency.data.cache import cache_dir
 from sparsity_latency.errors import InputError
 from sparsity_latency.interrupts import stop_on_signals
 
 EXECUTORS = ("inline", "local", "debug", "slurm")
 JOBS_FILE = "jobs.json"
-SUBMITIT_FOLDER = ".submitit"
+SUBMITIT_FOLDER = "submitit"
 POLL_SECONDS = 0.5
 SACCT_GRACE_SECONDS = 120  # how long a just-submitted job may be missing from sacct
 STATES = ("pending", "running", "done", "failed", "not submitted")
@@ -66,6 +69,15 @@ class RunState:
     state: str  # one of STATES
     job_id: str | None
     detail: str  # the scheduler's own word, or why the run failed
+
+
+def jobs_folder(config: Config, out: str | Path) -> Path:
+    """submitit's folder for a study (each job's pickled call and result, stdout, stderr): outside the results
+    tree, which holds no pickle, under the cache folder (`data.cache_dir`, $SPARSITY_LATENCY_CACHE or
+    ~/.cache/sparsity-latency), one per study folder. On a cluster it must be on a file system the nodes share."""
+    study = runs.study_dir(out, config).resolve()
+    digest = hashlib.sha256(str(study).encode()).hexdigest()[:10]
+    return cache_dir(config.data) / SUBMITIT_FOLDER / f"{config.study.name}-{digest}"
 
 
 def _executor(kind: str, folder: Path, config: Config) -> Any:
@@ -193,8 +205,7 @@ def execute(kind: str, grid: list[Config], out: str | Path, device: str, jobs: i
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
     study = runs.study_dir(out, grid[0])
-    folder = study / SUBMITIT_FOLDER
-    executor = _executor(kind, folder, grid[0])
+    executor = _executor(kind, jobs_folder(grid[0], out), grid[0])
     if kind == "slurm":
         with executor.batch():
             submitted = [(runs.run_id(c), executor.submit(RunJob(c, out, device))) for c in grid]

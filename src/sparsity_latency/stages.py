@@ -54,12 +54,15 @@ def train_stage(config: Config, out: str | Path, device: torch.device,
         manifest["neuron"] = {"kind": config.model.neuron, **dynamics_of(config.model).describe()}
         checkpoint = directory / runs.CHECKPOINT
 
+        def write_rows(rows: list[dict]) -> None:
+            runs.write_table(directory / "train.parquet", [{**_run_columns(manifest), **row} for row in rows], "train")
+
         def save(state: dict) -> None:
             runs.save_checkpoint(checkpoint, {**state, "run_id": manifest["run_id"]})
-            runs.write_table(directory / "train.parquet",
-                             [{**_run_columns(manifest), **row} for row in state["rows"]], "train")
+            write_rows(state["rows"])
 
-        train(config, device, on_epoch, runs.resumable(checkpoint, manifest["run_id"]), save, stop)
+        result = train(config, device, on_epoch, runs.resumable(checkpoint, manifest["run_id"]), save, stop)
+        write_rows(result.rows)  # again: a kill between the last checkpoint and its table left the table behind
         runs.write_json(directory / runs.MANIFEST, manifest)
         runs.mark_stage(directory, "train", runs.run_identity(config), device=str(device))
     return directory
