@@ -14,7 +14,7 @@ from sparsity_latency import runs
 from sparsity_latency.config import load_config
 from sparsity_latency.executors import JOBS_FILE, run_states
 from sparsity_latency.study import expand_grid
-from test_resume import CLUSTER_SMOKE, _results
+from test_resume import CLUSTER_SMOKE, CPU_ONLY, _results
 
 
 def _status(config: Path, out: Path, *options: str) -> dict[str, dict]:
@@ -26,7 +26,7 @@ def _status(config: Path, out: Path, *options: str) -> dict[str, dict]:
 def test_local_and_debug_executors_complete_the_study_and_status_follows(tmp_path: Path) -> None:
     config = CLUSTER_SMOKE
     out = tmp_path / "local"
-    one_epoch = ("--set", "train.epochs=1")
+    one_epoch = ("--set", "train.epochs=1", *CPU_ONLY)
     before = _status(config, out, *one_epoch)
     assert len(before) == 2 and {row["state"] for row in before.values()} == {"not submitted"}
     local = run_cli("study", config, *one_epoch, "--out", out, "--executor", "local", "--jobs", "2", "--quiet")

@@ -22,6 +22,7 @@ from sparsity_latency.training import train
 
 CPU = torch.device("cpu")
 CLUSTER_SMOKE = Path(__file__).parents[1] / "experiments" / "cluster-smoke.toml"
+CPU_ONLY = ("--device", "cpu")  # bitwise determinism is a CPU property: CUDA kernels may not be deterministic
 SMALL = {"study.name": "cluster-smoke", "data.train_samples": 48, "data.test_samples": 16, "data.time_steps": 4,
          "model.channels": [4, 8], "train.epochs": 3, "train.batch_size": 16, "train.method": "pgd-at",
          "train.pgd_steps": 2}
@@ -73,7 +74,7 @@ def test_training_resumed_anywhere_equals_training_that_never_stopped(stop_batch
 
 
 def test_sigterm_writes_a_checkpoint_and_the_same_command_resumes(tmp_path: Path, reference_study: dict) -> None:
-    args = ["train", str(reference_study["config"]), "--method", "pgd-at", "--quiet"]
+    args = ["train", str(reference_study["config"]), "--method", "pgd-at", "--quiet", *CPU_ONLY]
     out = tmp_path / "stopped"
     process = subprocess.Popen([str(SCRIPT), *args, "--out", str(out)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -110,7 +111,7 @@ def test_sigkill_then_restart_gives_the_uninterrupted_results(pattern: str, coun
     between its stages, before correlating); a restart ends with the uninterrupted study's results."""
     out = tmp_path / "killed"
     process = subprocess.Popen([str(SCRIPT), "study", str(reference_study["config"]), "--out", str(out),
-                                "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--quiet", *CPU_ONLY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while len(list((out / "cluster-smoke").glob(pattern))) < count and process.poll() is None:
         assert time.monotonic() < deadline
@@ -118,7 +119,7 @@ def test_sigkill_then_restart_gives_the_uninterrupted_results(pattern: str, coun
     process.kill()  # SIGKILL: no handler runs
     process.wait()
     assert not (out / "cluster-smoke" / "correlations.parquet").exists(), "killed after the study had finished"
-    finished = run_cli("study", reference_study["config"], "--out", out, "--quiet")
+    finished = run_cli("study", reference_study["config"], "--out", out, "--quiet", *CPU_ONLY)
     assert finished.returncode == 0, finished.stderr
     assert _results(out / "cluster-smoke") == reference_study["results"]
 
@@ -127,7 +128,7 @@ def test_sigkill_then_restart_gives_the_uninterrupted_results(pattern: str, coun
 def reference_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("reference")
     config = CLUSTER_SMOKE
-    reference = run_cli("study", config, "--out", folder / "reference", "--quiet")
+    reference = run_cli("study", config, "--out", folder / "reference", "--quiet", *CPU_ONLY)
     assert reference.returncode == 0, reference.stderr
     results = _results(folder / "reference" / "cluster-smoke")
     assert len(results) == 8

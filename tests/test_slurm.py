@@ -18,7 +18,7 @@ import pytest
 
 from conftest import run_cli
 from sparsity_latency import runs
-from test_resume import CLUSTER_SMOKE, _results
+from test_resume import CLUSTER_SMOKE, CPU_ONLY, _results
 
 
 def _cluster_up() -> bool:
@@ -56,10 +56,10 @@ def test_job_array_survives_a_preempted_and_a_killed_job(tmp_path: Path) -> None
     time limit or preemption: training checkpoints, submitit requeues the job and the requeued job resumes."""
     assert _cluster_up(), "SPARSITY_LATENCY_SLURM=1 but no SLURM cluster answers (scripts/slurm-single-node.sh)"
     config, longer = CLUSTER_SMOKE, ("--set", "train.epochs=4")
-    reference = run_cli("study", config, *longer, "--out", tmp_path / "inline", "--quiet")
+    reference = run_cli("study", config, *longer, "--out", tmp_path / "inline", "--quiet", *CPU_ONLY)
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "slurm"
-    submitted = run_cli("study", config, *longer, "--out", out, "--executor", "slurm", "--quiet")
+    submitted = run_cli("study", config, *longer, "--out", out, "--executor", "slurm", "--quiet", *CPU_ONLY)
     assert submitted.returncode == 0, submitted.stderr
     assert "as a SLURM job array" in submitted.stdout
     jobs = json.loads((out / "cluster-smoke" / "jobs.json").read_text())
@@ -73,7 +73,8 @@ def test_job_array_survives_a_preempted_and_a_killed_job(tmp_path: Path) -> None
     assert _states(config, out, *longer)[killed]["detail"] in ("CANCELLED", "FAILED")
     _until(lambda: _states(config, out, *longer)[preempted]["state"] == "done", 240, f"{preempted} to finish")
     assert _requeued(jobs[preempted]["job_id"])
-    finished = run_cli("study", config, *longer, "--out", out, "--executor", "slurm", "--wait", "--quiet")
+    finished = run_cli("study", config, *longer, "--out", out, "--executor", "slurm", "--wait", "--quiet",
+                       *CPU_ONLY)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert (out / "cluster-smoke" / "correlations.parquet").is_file()
     again = json.loads((out / "cluster-smoke" / "jobs.json").read_text())
