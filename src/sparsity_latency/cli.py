@@ -345,6 +345,7 @@ def study(
 
     Example: sparsity-latency study experiments/smoke.toml --out results --executor local --jobs 2
     """
+    from sparsity_latency import runs
     from sparsity_latency.config import load_config
     from sparsity_latency.executors import EXECUTORS, execute, run_states
     from sparsity_latency.study import expand_grid, finish_study, run_study
@@ -371,8 +372,8 @@ def study(
             result = run_study(cfg, out, torch_device, on_stage, stop)
     else:
         states = {state.run_id: state for state in run_states(grid, out)}
-        todo = [c for c in grid if states[_run_id(c)].state in ("failed", "not submitted")
-                or (executor != "slurm" and states[_run_id(c)].state == "pending")]
+        todo = [c for c in grid if states[runs.run_id(c)].state in ("failed", "not submitted")
+                or (executor != "slurm" and states[runs.run_id(c)].state == "pending")]
         if todo:
             with _progress(quiet) as progress:
                 task = progress.add_task(f"study {cfg.study.name} ({executor})", total=len(todo))
@@ -423,12 +424,6 @@ def study(
     _print_robustness(directories)
     _print_correlation(result.correlation, as_json)
     console.print(f"report: {page}")
-
-
-def _run_id(config: Any) -> str:
-    from sparsity_latency.runs import run_id
-
-    return run_id(config)
 
 
 def _print_states(states: list, as_json: bool) -> None:

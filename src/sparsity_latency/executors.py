@@ -17,6 +17,7 @@ requeues the job (`RunJob.checkpoint`), and the requeued job resumes there. The 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -106,8 +107,6 @@ def read_jobs(study: Path) -> dict[str, dict]:
     path = study / JOBS_FILE
     if not path.is_file():
         return {}
-    import json
-
     try:
         jobs = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -179,9 +178,7 @@ def run_states(grid: list[Config], out: str | Path) -> list[RunState]:
         directory = study / run_id
         job = jobs.get(run_id, {})
         job_id = job.get("job_id")
-        if runs.stage_complete(directory, "profile", config_to_dict(config.profile)) and all(
-                runs.stage_complete(directory, stage, settings) for stage, settings in (
-                    ("train", runs.run_identity(config)), ("attack", config_to_dict(config.attack)))):
+        if all(runs.stage_complete(directory, stage, settings) for stage, settings in runs.stage_settings(config)):
             states.append(RunState(run_id, "done", job_id, ""))
         elif runs.is_running(directory):
             states.append(RunState(run_id, "running", job_id, "lock held"))

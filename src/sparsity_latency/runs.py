@@ -278,6 +278,12 @@ def manifest_config(manifest: dict) -> Config:
     return config_from_dict(manifest["config"])
 
 
+def stage_settings(config: Config) -> list[tuple[str, dict]]:
+    """Each stage with the settings run.json records for it: what makes a finished stage count as complete."""
+    return [("train", run_identity(config)), ("attack", config_to_dict(config.attack)),
+            ("profile", config_to_dict(config.profile))]
+
+
 def stage_complete(directory: Path, stage: str, settings: dict) -> bool:
     """True if run.json says `stage` finished with exactly these settings."""
     try:

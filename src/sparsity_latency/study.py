@@ -16,7 +16,7 @@ import torch
 
 from sparsity_latency import runs
 from sparsity_latency.analysis import Correlation, correlate
-from sparsity_latency.config import Config, CorrelateConfig, check_study, config_to_dict, with_changes
+from sparsity_latency.config import Config, CorrelateConfig, check_study, with_changes
 from sparsity_latency.interrupts import NEVER, StopRequest
 from sparsity_latency.stages import attack_stage, profile_stage, train_stage
 
@@ -52,12 +52,11 @@ def run_pipeline(config: Config, out: str | Path, device: torch.device, on_stage
     directory = runs.run_dir(out, config)
     done = skipped = 0
     with runs.run_lock(directory):
-        steps = (
-            ("train", runs.run_identity(config), partial(train_stage, config, out, device, stop=stop)),
-            ("attack", config_to_dict(config.attack), partial(attack_stage, directory, device, config.attack)),
-            ("profile", config_to_dict(config.profile), partial(profile_stage, directory, device, config.profile)),
-        )
-        for stage, stage_settings, run_stage in steps:
+        stages = {"train": partial(train_stage, config, out, device, stop=stop),
+                  "attack": partial(attack_stage, directory, device, config.attack),
+                  "profile": partial(profile_stage, directory, device, config.profile)}
+        for stage, stage_settings in runs.stage_settings(config):
+            run_stage = stages[stage]
             complete = runs.stage_complete(directory, stage, stage_settings)
             if complete:
                 skipped += 1
