@@ -116,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--layers", action="store_true", help="also print each layer's time and SynOps")
     args = parser.parse_args()
     torch.set_num_threads(1)
     import numba
@@ -161,6 +162,10 @@ def main() -> None:
         print(f"{target:6.0%} {measured:8.1%} {dense_ms:9.2f} {statistics.median(event) * 1e3:9.2f} "
               f"{speedup:8.2f} {ideal:6.2f} {speedup / ideal:6.2f} {scatter_ms:9.2f} {dense_ms / scatter_ms:9.2f} "
               f"{op_ideal:8.2f} {speedup / op_ideal:6.2f}")
+    if args.layers:
+        print("per layer: µs / M SynOps at each target sparsity")
+        for name, points in series.items():
+            print(f"  {name:6s} " + "  ".join(f"{ns / 1e3:7.1f} / {op / 1e6:6.2f}" for ns, op in points))
     r = float(np.corrcoef(times, ops)[0, 1])
     print(f"Pearson r(per-layer time, per-layer SynOps) over {len(times)} layer × sparsity points: {r:.3f}")
     within = {name: float(np.corrcoef(*zip(*points, strict=True))[0, 1]) for name, points in series.items()

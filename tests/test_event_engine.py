@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,7 @@ from torch import nn
 
 from sparsity_latency.config import ModelConfig
 from sparsity_latency.latency import event_engine
+from sparsity_latency.latency import event_kernels as kernels
 from sparsity_latency.latency.event_engine import EventEngine
 from sparsity_latency.latency.opcount import fan_out, synops
 from sparsity_latency.models import build_model
@@ -237,3 +239,34 @@ def test_count_frames_run_from_events_and_real_frames_densely(name: str) -> None
     assert check_against_dense(model, scaled) is None
     float_model = calibrated(name, 8, torch.float64, membrane_bits=1.58, weight_bits=32)
     assert first in EventEngine.from_model(float_model).run(counts).macs
+
+
+@pytest.mark.parametrize(("kernel", "stride", "pad", "values"),
+                         [(3, 1, 1, 1), (3, 2, 1, 4), (5, 3, 2, 3), (2, 2, 0, 7), (1, 1, 0, 2)])
+def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, values: int) -> None:
+    """`conv_scatter` (the frame-fed layer's input-stationary sums) against F.conv2d in float64 on random counts,
+    for every geometry: each input position's taps reach exactly the outputs the convolution gives it. Counts up
+    to 4 add pre-scaled weight rows (`folded`), larger ones multiply; 37 output channels leave a partial vector."""
+    generator = torch.Generator().manual_seed(kernel * 100 + stride * 10 + pad)
+    steps, channels, height, width, channels_out = 3, 2, 11, 9, 37
+    counts = torch.randint(1, values + 1, (steps, channels, height, width), generator=generator)
+    counts *= torch.rand(counts.shape, generator=generator) < 0.3
+    weight = torch.randint(-3, 4, (channels_out, channels, kernel, kernel), generator=generator)
+    expected = F.conv2d(counts.double(), weight.double(), stride=stride, padding=pad).permute(0, 2, 3, 1)
+    out_h, out_w = expected.shape[1:3]
+    t, c, p = torch.nonzero(counts.reshape(steps, channels, -1), as_tuple=True)  # step-major, channel-major
+    starts = np.searchsorted(t.numpy(), np.arange(steps + 1)).astype(np.int64)
+    rows, fold = event_engine.folded(weight.permute(2, 3, 1, 0).reshape(-1, channels_out).numpy().astype(np.int32),
+                                     values)
+    taps = event_engine._scatter_taps(*(event_engine._taps(size, out, kernel, stride, pad)[index] for size, out, index
+                                        in ((height, out_h, np.arange(height * width) // width),
+                                            (width, out_w, np.arange(height * width) % width))),
+                                      kernel, channels, channels_out, out_w)
+    acc = np.full((steps, out_h, out_w, channels_out), 99, dtype=np.int32)  # zeroed by the kernel step by step
+    ops = kernels.conv_scatter(starts, p.numpy().astype(np.int32), c.numpy().astype(np.int32),
+                               counts[t, c, p // width, p % width].numpy().astype(np.int32), True, fold, channels,
+                               kernel, stride, rows, acc, taps)
+    assert np.array_equal(acc, expected.numpy())
+    spikes = (counts > 0).double()
+    assert ops == synops(spikes.unsqueeze(1), fan_out(nn.Conv2d(channels, channels_out, kernel, stride, pad),
+                                                      (channels, height, width)))

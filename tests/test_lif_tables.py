@@ -1,4 +1,5 @@
-"""Threshold-table LIF (`latency.lif_tables`, `event_kernels.lif_table`) against the scalar fixed-point kernel."""
+"""Threshold-table LIF (`latency.lif_tables`, `event_kernels.lif_table`) against the scalar fixed-point kernel, and the
+LIF kernels' pooling of their spikes into windows (`event_kernels.pool_grid`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sparsity_latency.latency import event_kernels as kernels
 from sparsity_latency.latency.lif_tables import bounds, fixed_point, level_thresholds, lif_table, reset_level
 
 CHANNELS = 37  # one int16 vector (32 lanes) or two int32 vectors (16) plus a scalar tail
+NO_CELLS = np.zeros(0, dtype=np.int32)
 
 
 def gains_and_offsets(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -18,8 +20,10 @@ def gains_and_offsets(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
 
 
 def run_both(acc: np.ndarray, start: np.ndarray, gain: np.ndarray, offset: np.ndarray, frac: int, shift: int,
-             low: int, high: int, zero_reset: bool, limit: int) -> tuple[tuple, tuple]:
-    """(spikes, final levels, events) of lif_integer and lif_table from the stored levels `start` [P, C]."""
+             low: int, high: int, zero_reset: bool, limit: int, cell_of: np.ndarray = NO_CELLS,
+             windows: int = 0) -> tuple[tuple, tuple]:
+    """(spikes, final levels, events, returned count, pool grid) of lif_integer and lif_table from the stored levels
+    `start` [P, C]; a pooling layer when `cell_of` (each position's window) is given."""
     threshold = 1 << frac  # θ = 1: the levels' top
     steps, positions, channels = acc.shape
     outputs = []
@@ -28,14 +32,17 @@ def run_both(acc: np.ndarray, start: np.ndarray, gain: np.ndarray, offset: np.nd
         spikes = np.zeros((steps, positions * channels), dtype=np.uint8)
         starts = np.zeros(steps + 1, dtype=np.int64)
         pos, chan = (np.zeros(acc.size + 16, dtype=np.int32) for _ in range(2))  # 16 spare slots
+        grid = np.zeros((steps, windows * channels), dtype=acc.dtype if table_path else np.int32)
         if table_path:
             table = lif_table(gain, offset, frac, shift, threshold, low, high, zero_reset, limit, acc.dtype.type)
-            n = kernels.lif_table(acc, table, low, zero_reset, reset_level(frac, low, high), state, True, spikes,
-                                  starts, pos, chan)
+            n = kernels.lif_table(acc, table, low, high - low + 1, zero_reset, reset_level(frac, low, high), state,
+                                  True, spikes, starts, pos, chan, cell_of, grid)
         else:
             n = kernels.lif_integer(acc, gain, offset, frac, shift, threshold, low, high, zero_reset, state, True,
-                                    spikes, starts, pos, chan)
-        outputs.append((spikes, state.astype(np.int64), starts, pos[:n], chan[:n]))
+                                    spikes, starts, pos, chan, cell_of, grid)
+        events = n if len(cell_of) == 0 else 0
+        outputs.append((spikes, state.astype(np.int64), starts, pos[:events], chan[:events], n,
+                        grid.astype(np.int64)))
     return outputs[0], outputs[1]
 
 
@@ -93,3 +100,40 @@ def test_level_thresholds_by_hand() -> None:
 def test_negative_gain_is_refused() -> None:
     with pytest.raises(ValueError, match="gain ≥ 0"):
         lif_table(np.array([-1.0]), np.zeros(1), 2, 1, 4, -1, 1, True, 100, np.int16)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_a_pooling_layer_counts_its_spikes_per_window(dtype: type) -> None:
+    """A 5 × 7 map pooled 2 × 2 (its last row and column in no window): the LIF kernels add each spike to its
+    window's count instead of listing it, with the spikes of the layer that does not pool; `pool_grid` lists the
+    nonzero counts window by window, channels ascending, and leaves the grid zero."""
+    rng = np.random.default_rng(5)
+    gain, offset = gains_and_offsets(rng)
+    limit = 2**15 - 1
+    height, width, steps = 5, 7, 3
+    acc = rng.integers(-300, 300, size=(steps, height * width, CHANNELS)).astype(dtype)
+    y, x = np.divmod(np.arange(height * width), width)
+    cell_of = np.where((y < 4) & (x < 6), (y // 2) * 3 + x // 2, -1).astype(np.int32)
+    start = np.zeros((height * width, CHANNELS), dtype=np.int64)
+    plain = run_both(acc, start, gain * 0.05, offset * 0.2, 2, 1, -1, 1, True, limit)
+    pooled = run_both(acc, start, gain * 0.05, offset * 0.2, 2, 1, -1, 1, True, limit, cell_of, 6)
+    spikes = plain[0][0].reshape(steps, height, width, CHANNELS).astype(np.int64)
+    counts = spikes[:, :4, :6].reshape(steps, 2, 2, 3, 2, CHANNELS).sum(axis=(2, 4)).reshape(steps, -1)
+    assert counts.max() > 1 and (counts == 0).any()
+    for path, (expected, got) in enumerate(zip(plain, pooled, strict=True)):
+        np.testing.assert_array_equal(got[0], expected[0])  # same spikes and levels
+        np.testing.assert_array_equal(got[1], expected[1])
+        np.testing.assert_array_equal(got[2], 0)  # no events listed
+        np.testing.assert_array_equal(got[6], counts)
+        assert got[5] == spikes[:, :4, :6].sum(), path  # returned: the spikes pooled
+    grid = counts.astype(dtype)
+    starts = np.zeros(steps + 1, dtype=np.int64)
+    pos, chan, values = (np.zeros(grid.size + 16, dtype=np.int32) for _ in range(3))
+    kernels.pool_grid(grid, CHANNELS, starts, pos, chan, values)
+    step, flat = np.nonzero(counts)
+    assert starts.tolist() == [0, *np.cumsum(np.bincount(step, minlength=steps)).tolist()]
+    n = starts[-1]
+    np.testing.assert_array_equal(pos[:n], flat // CHANNELS)
+    np.testing.assert_array_equal(chan[:n], flat % CHANNELS)
+    np.testing.assert_array_equal(values[:n], counts[step, flat])
+    assert not grid.any()

@@ -4,15 +4,18 @@ A trained `ConvSNN` (tiny-conv, vgg9) or `SpikingMLP` runs layer by layer over o
 
 1. The first weight layer is fed by frames. When they hold event counts (integers 0…`FRAME_COUNT_LIMIT`, what
    an event camera's frames are) and its weights are integer codes, it runs from events like every later layer:
-   each nonzero pixel adds its count times its weight rows (`_frame_events`). Otherwise (real-valued frames,
+   each nonzero pixel adds its count times its weight rows (`_frame_events`; with ≤ `SCATTER_CHANNELS` input
+   channels, polarities, into the outputs it reaches: `event_kernels.conv_scatter`). Otherwise (real-valued frames,
    float weights) it is computed densely with torch (the model's own convolution / linear and BatchNorm, so its
    currents are bit-identical to the dense path's), for the whole batch at once; its work is then MACs.
 2. Every later weight layer is fed by events: the spikes of the LIF layer before it, or the nonzero values of
    an average pool of those spikes, as step-major (position, channel) lists. Each output neuron sums, in SIMD
    registers, the weight rows of the events inside its receptive field (`event_kernels.conv_gather` /
    `linear_gather`): the adds are events × true fan-out, the SynOps; each output neuron costs one store besides.
-   Average pooling is event-driven too (one increment per spike); a conv fed by pooled spikes takes the pooled
-   counts (1…k²) as integer event values, the 1/k² going into the layer's gain, so its work is ∝ the nonzeros.
+   Average pooling is event-driven too: the LIF layer before a pool adds its spikes into the pool's window counts
+   as it updates the membranes, and the nonzero counts become the pool's events (`event_kernels.pool_grid`). A
+   conv fed by pooled spikes takes the counts (1…k²) as integer event values, the 1/k² going into the layer's
+   gain, so its work is ∝ the nonzeros; counts up to `FOLD_LIMIT` add pre-scaled weight rows (`folded`).
 3. BatchNorm (eval) and the weight quantizer's step fold into a per-channel gain and offset applied when the
    LIF layer reads its accumulator: x = acc·gain + offset.
 4. LIF layers run the integer fixed-point membrane update of `neurons.integer` for quantized membranes with
@@ -35,6 +38,7 @@ actually performed, equal to `latency.opcount.synops(inputs, fan_out(layer, shap
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -59,10 +63,13 @@ INT32_LIMIT = 2**31 - 1
 FLOAT64_EXACT = 2**53
 FRAME_COUNT_LIMIT = 1 << 10  # frames of integer counts up to this run the first layer from events
 CODE_LIMIT = 1 << 10  # largest integer weight code accepted for the integer accumulators
-SPARE_EVENTS = 16  # event-list slots past the last event: pooling writes one before it knows to keep it, and the
-# table LIF stores a position 16 times (`event_kernels.lif_table`)
+FOLD_LIMIT = 4  # inputs valued up to this (a 2×2 pool's counts) add pre-scaled weight rows (`folded`)
+SCATTER_CHANNELS = 4  # convs of this few input channels (frame-fed: polarities) scatter (`event_kernels.conv_scatter`)
+SPARE_EVENTS = 16  # event-list slots past the last event: the table LIF and pooling store 16 lanes at once
+# (`event_kernels._append`)
 _NO_SPIKES = np.zeros((0, 0), dtype=np.uint8)
 _NO_VALUES = np.zeros(0, dtype=np.int32)
+_NO_CELLS = np.zeros(0, dtype=np.int32)  # the `cell_of` of a LIF layer that does not pool
 
 
 @dataclass
@@ -84,6 +91,7 @@ class _Weights:
     values: np.ndarray  # integer codes (int16, int32, or float64 beyond int32: exact sums), or float64 weights
     gain: np.ndarray  # float64 [C_out]
     offset: np.ndarray  # float64 [C_out]
+    fold: int = 0  # > 0: `values` holds the weights times 1, 2, … (`folded`), this many elements apart
 
 
 @dataclass
@@ -118,10 +126,10 @@ class _Lif:
     frac: int
     shift: int
 
-    def state(self, shape: tuple[int, int], dtype: type, table: np.ndarray | None = None) -> np.ndarray:
-        """The membranes at rest, [P, C]: stored levels (the table's type on the table path, else int32) on the
-        integer path, else the model's float type."""
-        return np.zeros(shape, dtype=table.dtype if table is not None else np.int32 if self.integer else dtype)
+    def state_type(self, dtype: type, table: np.ndarray | None = None) -> type:
+        """The membranes' type: stored levels (the table's type on the table path, else int32) on the integer path,
+        else the model's float type."""
+        return table.dtype.type if table is not None else np.int32 if self.integer else dtype
 
     def table(self, weights: _Weights) -> np.ndarray | None:
         """Threshold tables (`lif_tables`) for the integer accumulator of `weights`, where they apply: an integer
@@ -134,23 +142,25 @@ class _Lif:
                                  INT16_LIMIT if dtype == np.int16 else INT32_LIMIT, dtype.type))
 
     def run(self, acc: np.ndarray, gain: np.ndarray, offset: np.ndarray, table: np.ndarray | None,
-            state: np.ndarray, spikes: np.ndarray | None, events: _Events) -> int:
-        """Update `state` over acc [T, P, C]; write the step-major events (returned: how many) and, if given,
-        spikes [T, P·C]."""
+            state: np.ndarray, spikes: np.ndarray | None, events: _Events, pool: tuple[np.ndarray, np.ndarray]
+            ) -> int:
+        """Update `state` over acc [T, P, C]; write the step-major events (returned: how many) or, for a layer that
+        pools, its spike counts into the pool's grid (`pool` = (cell_of, grid), else two empty arrays:
+        `event_kernels.pool_grid`), and, if given, spikes [T, P·C]."""
         record = spikes is not None
         spikes = spikes if record else _NO_SPIKES
         if table is not None:
-            return kernels.lif_table(acc, table, int(self.low), self.zero_reset,
+            return kernels.lif_table(acc, table, int(self.low), int(self.high - self.low) + 1, self.zero_reset,
                                      reset_level(self.frac, int(self.low), int(self.high)), state, record, spikes,
-                                     events.starts, events.pos, events.chan)
+                                     events.starts, events.pos, events.chan, *pool)
         if self.integer:
             return kernels.lif_integer(acc, gain, offset, self.frac, self.shift, int(self.threshold) << self.frac,
                                        int(self.low), int(self.high), self.zero_reset, state, record, spikes,
-                                       events.starts, events.pos, events.chan)
+                                       events.starts, events.pos, events.chan, *pool)
         dtype = state.dtype.type
         return kernels.lif_float(acc, gain, offset, dtype(self.beta), dtype(self.threshold), self.quantized,
                                  dtype(self.low), dtype(self.high), self.zero_reset, state, record, spikes,
-                                 events.starts, events.pos, events.chan)
+                                 events.starts, events.pos, events.chan, *pool)
 
 
 def _lif(name: str, layer: nn.Module) -> _Lif:
@@ -197,7 +207,36 @@ def _weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.
     if values.dtype.kind == "i":  # x = acc·gain + offset = (−acc)·(−gain) + offset: gains ≥ 0 (`lif_tables`)
         values = values * np.where(gain < 0, -1, 1).astype(values.dtype)
         gain = np.abs(gain)
-    return _Weights(aligned(values.reshape(-1, values.shape[-1])), gain, offset)
+    rows, fold = folded(values.reshape(-1, values.shape[-1]), max_value)
+    return _Weights(rows, gain, offset, fold)
+
+
+def folded(rows: np.ndarray, max_value: int) -> tuple[np.ndarray, int]:
+    """Weight rows [R, C] for inputs of integer values 1 … max_value (64-byte aligned), and the elements between
+    copies: up to `FOLD_LIMIT`, the rows times 1, 2, … max_value one after another, so that an input of value v
+    adds its row of copy v instead of multiplying (fold R·C); beyond, the rows alone (fold 0: multiply)."""
+    if max_value <= 1 or max_value > FOLD_LIMIT:
+        return aligned(rows), 0
+    return aligned(np.concatenate([rows * rows.dtype.type(v) for v in range(1, max_value + 1)])), rows.size
+
+
+@functools.cache
+def _taps(size: int, out_size: int, kernel: int, stride: int, pad: int) -> np.ndarray:
+    """Per input row (or column) of a conv: the first kernel row reaching an output, how many do, and the output
+    row that first one reaches, [size, 3] (`_scatter_taps`)."""
+    taps = np.zeros((size, 3), dtype=np.int64)
+    for y in range(size):
+        reaching = [k for k in range(kernel) if (y + pad - k) % stride == 0 and 0 <= (y + pad - k) // stride < out_size]
+        taps[y] = (reaching[0], len(reaching), (y + pad - reaching[0]) // stride) if reaching else (0, 0, 0)
+    return taps
+
+
+def _scatter_taps(rows: np.ndarray, columns: np.ndarray, kernel: int, channels: int, channels_out: int,
+                  out_width: int) -> np.ndarray:
+    """`event_kernels.conv_scatter`'s table [P, 4] from the `_taps` of each position's row and column: kernel rows
+    and columns reaching an output, the first tap's weight offset and its output's acc offset."""
+    return np.stack([rows[:, 1], columns[:, 1], (rows[:, 0] * kernel + columns[:, 0]) * channels * channels_out,
+                     (rows[:, 2] * out_width + columns[:, 2]) * channels_out], axis=1)
 
 
 def aligned(array: np.ndarray) -> np.ndarray:
@@ -244,6 +283,8 @@ class EventEngine:
                                           1.0 / pooled**2, pooled**2)
                 self.tables[i] = self.lifs[i - 1].table(self.layers[i])
         self.readout = model.fc
+        self.readout_bias = model.fc.bias.detach().double().numpy() if model.fc.bias is not None else 0.0
+        self.readout_scale = 1.0 / self.pools[self.depth] ** 2 if self.depth in self.pools else 1.0  # pooled counts
         self.first_bn = model.bn1
         _fold_bn("bn1", self.first_bn, self.first_weight.shape[0], None, 1.0)  # checks it
 
@@ -329,8 +370,8 @@ class EventEngine:
         self.tables[1] = None
         if frames.numel() == 0:
             return False
-        low, high = float(frames.min()), float(frames.max())
-        if low < 0 or high > FRAME_COUNT_LIMIT or not torch.equal(frames, torch.round(frames)):
+        low, high, whole = kernels.count_range(frames.numpy().reshape(-1))
+        if not whole or low < 0 or high > FRAME_COUNT_LIMIT:
             return False
         bound = 1 << max(0, math.ceil(math.log2(max(high, 1.0))))  # the largest count the weights are built for
         cache = self.__dict__.setdefault("_first_weights", {})
@@ -345,13 +386,11 @@ class EventEngine:
 
     def _frame_events(self, frames: torch.Tensor, t0: int, window: int) -> _Events:
         """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] as events (position, channel, count):
-        channels-last positions for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
+        positions y·W + x for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
         x = frames[t0:t0 + window]
-        x = (x.permute(0, 2, 3, 1) if self.conv else x.reshape(window, 1, -1)).numpy()
-        capacity = math.prod(x.shape[1:])
-        events = _Events.buffers(self, ("frames",), window, capacity, values=True)
-        events.has_values = kernels.frame_events(x.reshape(window, -1, x.shape[-1]), events.starts, events.pos,
-                                                 events.chan, events.values)
+        x = (x.reshape(window, x.shape[1], -1) if self.conv else x.reshape(window, -1, 1)).numpy()  # [T, C, P]
+        events = _Events.buffers(self, ("frames",), window, x.shape[1] * x.shape[2], values=True)
+        events.has_values = kernels.frame_events(x, events.starts, events.pos, events.chan, events.values)
         return events
 
     def _first_macs(self, shape: torch.Size) -> int:
@@ -389,7 +428,7 @@ class EventEngine:
             first_shape = tuple(frames.shape[2:]) + tuple(frames.shape[1:2]) if self.conv else (frames[0].numel(),)
         states: list[np.ndarray] = []
         recorded: list[tuple[np.ndarray, tuple[int, ...]]] = []
-        readout = []
+        readout = self._buffer(("readout",), (steps, self.readout.out_features), np.float64)
         for t0 in range(0, steps, WINDOW_STEPS):
             window = min(steps - t0, WINDOW_STEPS)
             shape, events = first_shape, None
@@ -410,21 +449,29 @@ class EventEngine:
                 lif = self.lifs[i - 1]
                 neurons = math.prod(shape)
                 if t0 == 0:
-                    states.append(lif.state((math.prod(acc.shape[1:3]), acc.shape[3]), model_type, self.tables[i]))
+                    state = self._buffer(("state", i), (math.prod(acc.shape[1:3]), acc.shape[3]),
+                                         lif.state_type(model_type, self.tables[i]))
+                    state.fill(0)  # at rest; a kept buffer, not a fresh one whose pages fault in the first step
+                    states.append(state)
                     if record:
                         recorded.append((np.empty((steps, neurons), dtype=np.uint8), shape))
-                events = _Events.buffers(self, ("lif", i), window, neurons)
-                lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, self.tables[i], states[i - 1],
-                        recorded[i - 1][0][t0:t0 + window] if record else None, events)
+                events = _Events.buffers(self, ("lif", i), window, 0 if i in self.pools else neurons)
+                pool = self._pool_grid(i, shape, window) if i in self.pools else (
+                    _NO_CELLS, np.zeros((0, 1), dtype=self._count_type(i)))
+                fired = lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, self.tables[i], states[i - 1],
+                                recorded[i - 1][0][t0:t0 + window] if record else None, events, pool)
                 begin = _timed(layer_ns, f"lif{i}", begin)
                 if i in self.pools:
-                    events, shape, ops = self._pool(i, events, shape, window)
-                    synops[f"pool{i}"] = synops.get(f"pool{i}", 0.0) + ops
+                    events, shape = self._pool(i, pool[1], shape, window)
+                    synops[f"pool{i}"] = synops.get(f"pool{i}", 0.0) + fired  # one accumulate per spike pooled
                     _timed(layer_ns, f"pool{i}", begin)
             begin = time.perf_counter_ns()
-            readout.append(self._readout(events, shape, window, synops))
+            synops["fc"] = synops.get("fc", 0.0) + self._readout(events, shape, readout[t0:t0 + window])
             _timed(layer_ns, "fc", begin)
-        return np.concatenate(readout).mean(axis=0), recorded
+        begin = time.perf_counter_ns()
+        logits = readout.mean(axis=0) * self.readout_scale + self.readout_bias  # mean_t fc(s_t)
+        _timed(layer_ns, "fc", begin)
+        return logits, recorded
 
     def _gather(self, i: int, events: _Events, shape: tuple[int, ...], window: int
                 ) -> tuple[np.ndarray, tuple[int, ...], int]:
@@ -434,7 +481,8 @@ class EventEngine:
         if not self.conv:
             features = weights.values.shape[1]
             acc = self._buffer(("acc", i), (window, 1, 1, features), weights.values.dtype)
-            ops = self._linear(events, shape, weights.values, acc.reshape(window, features), ("rows", i))
+            ops = self._linear(events, shape, weights.values, weights.fold, acc.reshape(window, features),
+                               ("rows", i))
             return acc, (features,), ops
         layer = getattr(self.model, f"conv{i}")
         stride, pad, k = layer.stride[0], layer.padding[0], layer.kernel_size[0]
@@ -442,9 +490,16 @@ class EventEngine:
         out_h, out_w = (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
         channels_out = weights.values.shape[1]
         acc = self._buffer(("acc", i), (window, out_h, out_w, channels_out), weights.values.dtype)
-        key_of = self._position_table(("key", i), height, width, lambda y, x: (y * k + x) * channels)
-        ops = kernels.conv_gather(events.starts, events.pos, events.chan, events.values, events.has_values, height,
-                                  width, channels, k, stride, pad, weights.values, acc, key_of,
+        if channels <= SCATTER_CHANNELS:
+            taps = self._position_table(("taps", i), height, width, lambda y, x: _scatter_taps(
+                _taps(height, out_h, k, stride, pad)[y], _taps(width, out_w, k, stride, pad)[x], k, channels,
+                channels_out, out_w))
+            return acc, (out_h, out_w, channels_out), kernels.conv_scatter(
+                events.starts, events.pos, events.chan, events.values, events.has_values, weights.fold, channels, k,
+                stride, weights.values, acc, taps)
+        key_of = self._position_table(("key", i), height, width, lambda y, x: (y * k + x) * channels * channels_out)
+        ops = kernels.conv_gather(events.starts, events.pos, events.chan, events.values, events.has_values,
+                                  weights.fold, height, width, channels, k, stride, pad, weights.values, acc, key_of,
                                   self._buffer(("first", i), (height * width + 1,), np.int64),
                                   self._buffer(("key", i), (height * width * channels,), np.int64),
                                   self._buffer(("value", i), (height * width * channels,), np.int32))
@@ -460,39 +515,47 @@ class EventEngine:
             tables[*key, height, width] = build(y, x)
         return tables[*key, height, width]
 
-    def _linear(self, events: _Events, shape: tuple[int, ...], weight: np.ndarray, acc: np.ndarray, key: tuple
-                ) -> int:
+    def _linear(self, events: _Events, shape: tuple[int, ...], weight: np.ndarray, fold: int, acc: np.ndarray,
+                key: tuple) -> int:
         """acc [window, F_out] of a linear layer fed by the events of map `shape`; returns the accumulates."""
-        return kernels.linear_gather(events.starts, events.pos, events.chan, events.values, events.has_values,
+        return kernels.linear_gather(events.starts, events.pos, events.chan, events.values, events.has_values, fold,
                                      shape[-1], weight, acc, self._buffer(key, (math.prod(shape),), np.int64))
 
-    def _pool(self, i: int, events: _Events, shape: tuple[int, ...], window: int
-              ) -> tuple[_Events, tuple[int, ...], int]:
-        """The events of pool i (values = spikes per window) from its LIF layer's events, its map shape, the SynOps."""
+    def _count_type(self, i: int) -> type:
+        """The type of LIF layer i's pool counts: the accumulator's on the table path (one vector add per vector of
+        neurons), else int32."""
+        return self.tables[i].dtype.type if self.tables[i] is not None else np.int32
+
+    def _pool_grid(self, i: int, shape: tuple[int, ...], window: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cell_of, grid) of pool i for its LIF layer's map `shape`: each position's window (−1: none) and the
+        zeroed counts [window, windows·C]."""
         size = self.pools[i]
         height, width, channels = shape
         out_h, out_w = height // size, width // size
-        cells = out_h * out_w * channels
         cell_of = self._position_table(("cell", i), height, width, lambda y, x: np.where(
             (y // size < out_h) & (x // size < out_w), (y // size) * out_w + x // size, -1).astype(np.int32))
-        pooled = _Events.buffers(self, ("pool", i), window, cells, values=True)
-        ops = kernels.pool_events(events.starts, events.pos, events.chan, cell_of, channels,
-                                  self._buffer(("grid", i), (cells,), np.int32), pooled.starts, pooled.pos,
-                                  pooled.chan, pooled.values)
-        return pooled, (out_h, out_w, channels), ops
+        return cell_of, self._buffer(("grid", i), (window, out_h * out_w * channels), self._count_type(i))
 
-    def _readout(self, events: _Events, shape: tuple[int, ...], window: int, synops: dict[str, float]) -> np.ndarray:
-        """fc(s_t) [window, classes] (float64) of the last layer's events."""
-        weight = self._readout_weight(shape)
-        acc = np.zeros((window, weight.shape[1]))
-        ops = self._linear(events, shape, weight, acc, ("rows", "fc"))
-        synops["fc"] = synops.get("fc", 0.0) + ops
-        scale = 1.0 / self.pools[self.depth] ** 2 if events.has_values else 1.0
-        bias = self.readout.bias.detach().double().numpy() if self.readout.bias is not None else 0.0
-        return acc * scale + bias
+    def _pool(self, i: int, grid: np.ndarray, shape: tuple[int, ...], window: int
+              ) -> tuple[_Events, tuple[int, ...]]:
+        """The events of pool i (values = spikes per window) from the counts its LIF layer left in `grid`, and its
+        map shape."""
+        size = self.pools[i]
+        height, width, channels = shape
+        out_h, out_w = height // size, width // size
+        pooled = _Events.buffers(self, ("pool", i), window, out_h * out_w * channels, values=True)
+        kernels.pool_grid(grid, channels, pooled.starts, pooled.pos, pooled.chan, pooled.values)
+        return pooled, (out_h, out_w, channels)
 
-    def _readout_weight(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The readout's weight [F_in, classes] in float64, its inputs in channels-last order (cached by shape)."""
+    def _readout(self, events: _Events, shape: tuple[int, ...], acc: np.ndarray) -> int:
+        """acc [window, classes] (float64) = the readout's weights summed over the last layer's events, step by step
+        (without its bias and the last pool's 1/k²: `readout_scale`); returns the accumulates."""
+        weight, fold = self._readout_weight(shape)
+        return self._linear(events, shape, weight, fold, acc, ("rows", "fc"))
+
+    def _readout_weight(self, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        """The readout's weight [F_in, classes] in float64, its inputs in channels-last order, `folded` for the
+        last pool's counts (cached by shape)."""
         cache = self.__dict__.setdefault("_readout_cache", {})
         if shape not in cache:
             w = self.readout.weight.detach().double()
@@ -501,5 +564,5 @@ class EventEngine:
                 w = w.view(-1, channels, height, width).permute(2, 3, 1, 0)
             else:
                 w = w.t()
-            cache[shape] = aligned(w.reshape(-1, w.shape[-1]).contiguous().numpy())
+            cache[shape] = folded(w.reshape(-1, w.shape[-1]).contiguous().numpy(), self.pools.get(self.depth, 1) ** 2)
         return cache[shape]

@@ -12,11 +12,17 @@ come from average pooling (the spikes pooled there; the layer's gain holds the 1
   and stored once; the sum visits exactly the events × true fan-out (the SynOps, returned). The conv sorts a
   step's events by position first, so that one kernel row's inputs form one contiguous stretch (see
   `conv_gather`). A scatter (each event adding into memory) was measured 2-4× slower: every add was a load and
-  a store waiting on the one before.
+  a store waiting on the one before. Pooled inputs (values 1…4) add a pre-scaled copy of the weight row
+  (`fold`: the copies for values 1, 2, … follow one another) instead of multiplying.
+- `conv_scatter`: the same sums input-stationary (each event adds into the outputs it reaches, its taps looked
+  up per position: no division per event or tap), for a layer whose output neurons receive too few events to pay
+  for visiting their kernel rows (the frame-fed first layer).
 - `frame_events`: the nonzero pixels of count frames (the first layer's input) as events, counts as values.
-- `pool_events`: k × k average pooling (stride k) of one layer's spikes, step by step: one increment per spike
-  into its window's counter; the windows touched become the step's output events with the counts as values; the
-  counters are cleared through the event list, so the work is ∝ spikes, not ∝ map size.
+- `pool_grid`: k × k average pooling (stride k) of one layer's spikes. The LIF kernels of a layer that pools add
+  each neuron's spike into its window's count (`cell_of` [H·W]: the window of each position, −1 where none covers
+  it; `grid` [T, windows·C]: zero), in the same pass as the membrane update (one vector add per 32 neurons on the
+  table path), instead of writing spike events; `pool_grid` then turns the nonzero counts into the pool's events,
+  512 bits at a time, and clears the grid. Its work is ∝ windows / 32 plus the pooled events.
 - `lif_integer` / `lif_float`: the membrane update of `neurons.dynamics` over the accumulator, current
   x = acc·gain[c] + offset[c] (float64; the folded weight step and BatchNorm), lane-parallel over the channels of a
   position, step by step. The integer kernel is `neurons.integer`'s fixed-point update (quantized membranes with
@@ -45,6 +51,7 @@ from sparsity_latency.latency.simd import (
     veq,
     vgt,
     vload,
+    vload_as,
     vscale,
     vselect,
     vsplat,
@@ -63,21 +70,22 @@ def _scaled(w, v, has_values):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _accumulate(a, weight, rows, values, has_values, lo, hi, row0, columns, offset, vectors):
-    """a (4 vectors; the first `vectors` used) += value_i · weight row (row0 + rows[i]), columns offset … offset +
-    vectors·lanes, for lo ≤ i < hi; weight is [rows, columns] flat."""
+def _accumulate(a, weight, at, values, multiply, lo, hi, shift, vectors):
+    """a (4 vectors; the first `vectors` used) += value_i · weight[at[i] + shift …] (one vector each, consecutive),
+    for lo ≤ i < hi: `at` holds each event's flat offset into `weight` (its row times the columns); values
+    multiply only when `multiply` (else every event counts once, its value already folded into `at`)."""
     a0, a1, a2, a3 = a
     width = 64 // weight.itemsize
-    for i in range(lo, hi):
-        base = (row0 + rows[i]) * columns + offset
-        v = values[i] if has_values else 1
-        a0 = vadd(a0, _scaled(vload(weight, base), v, has_values))
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wraparound per event
+        base = at[i] + shift
+        v = values[i] if multiply else 1
+        a0 = vadd(a0, _scaled(vload(weight, base), v, multiply))
         if vectors > 1:
-            a1 = vadd(a1, _scaled(vload(weight, base + width), v, has_values))
+            a1 = vadd(a1, _scaled(vload(weight, base + width), v, multiply))
         if vectors > 2:
-            a2 = vadd(a2, _scaled(vload(weight, base + 2 * width), v, has_values))
+            a2 = vadd(a2, _scaled(vload(weight, base + 2 * width), v, multiply))
         if vectors > 3:
-            a3 = vadd(a3, _scaled(vload(weight, base + 3 * width), v, has_values))
+            a3 = vadd(a3, _scaled(vload(weight, base + 3 * width), v, multiply))
     return a0, a1, a2, a3
 
 
@@ -94,19 +102,26 @@ def _store(out, at, a, vectors) -> None:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _tail(weight, rows, values, has_values, lo, hi, row0, columns, column, total):
-    """total + Σ value_i · weight[(row0 + rows[i])·columns + column] (weight flat; the columns past the last whole
-    vector)."""
-    for i in range(lo, hi):
-        w = weight[(row0 + rows[i]) * columns + column]
-        total += values[i] * w if has_values else w
+def _tail(weight, at, values, multiply, lo, hi, shift, total):
+    """total + Σ value_i · weight[at[i] + shift] (weight flat: one column past the last whole vector)."""
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        w = weight[at[i] + shift]
+        total += values[i] * w if multiply else w
     return total
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _offset(c, v, columns, fold, multiply):
+    """The flat weight offset of channel (row) c's event with value v past its position's: v's scaled copy of the
+    weights when values are folded (`fold` > 0: the copies follow `fold` elements apart, the first for value 1)."""
+    return c * columns + (v - 1) * fold if fold > 0 and not multiply else c * columns
+
+
 @numba.njit(cache=True, nogil=True)
-def _by_position(starts, pos, chan, values, has_values, t, key_of, first, key, value):
+def _by_position(starts, pos, chan, values, has_values, fold, columns, t, key_of, first, key, value):
     """The events (p, c) of step t sorted by position: position q's are key[first[q]:first[q + 1]] (and value[…]),
-    key = key_of[p] + c. `first` has one entry per position plus one."""
+    key = key_of[p] + `_offset(c, …)`. `first` has one entry per position plus one."""
+    multiply = has_values and fold == 0
     first[:] = 0
     for e in range(starts[t], starts[t + 1]):
         first[pos[e] + 1] += 1
@@ -115,8 +130,8 @@ def _by_position(starts, pos, chan, values, has_values, t, key_of, first, key, v
     for e in range(starts[t], starts[t + 1]):
         q = pos[e]
         k = first[q]
-        key[k] = key_of[q] + chan[e]
-        if has_values:
+        key[k] = key_of[q] + _offset(chan[e], values[e] if has_values else 1, columns, fold, multiply)
+        if multiply:
             value[k] = values[e]
         first[q] = k + 1
     for q in range(len(first) - 1, 0, -1):  # placing advanced each start to the next one's; shift back
@@ -125,139 +140,205 @@ def _by_position(starts, pos, chan, values, has_values, t, key_of, first, key, v
 
 
 @numba.njit(cache=True, nogil=True)
-def conv_gather(starts, pos, chan, values, has_values, in_height, in_width, in_channels, kernel, stride, pad, weight,
-                acc, key_of, first, key, value):
+def conv_gather(starts, pos, chan, values, has_values, fold, in_height, in_width, in_channels, kernel, stride, pad,
+                weight, acc, key_of, first, key, value):
     """acc[t, oy, ox, :] = Σ value · weight[ky, kx, c, :] over the events (y, x, c) of step t with
     y = oy·stride − pad + ky, x = ox·stride − pad + kx, for every output neuron (written in full, zero where no
     event arrives). Returns the accumulates (SynOps).
 
-    weight [k·k·C_in, C_out] has rows (ky·k + kx)·C_in + c. Each event carries key = (y·k + x)·C_in + c
-    (key_of [H·W] holds (y·k + x)·C_in), so its row for output (oy, ox) is key − ((oy·s − pad)·k + ox·s − pad)·C_in:
-    the inputs of one kernel row (ky) are the events of consecutive positions, one contiguous stretch of the
-    position-sorted list, summed in one loop. first [H·W + 1], key / value [H·W·C_in] are scratch.
+    weight [k·k·C_in, C_out] has rows (ky·k + kx)·C_in + c; with `fold` > 0 it is [V·k·k·C_in, C_out], the
+    weights times 1, 2, … V one after another (`fold` = k·k·C_in·C_out elements apart), and an event of value v
+    adds its row of copy v (no multiply). Each event carries key = ((y·k + x)·C_in + c)·C_out (+ its copy's
+    offset) (key_of [H·W] holds (y·k + x)·C_in·C_out), so its row for output (oy, ox) starts at flat offset
+    key − ((oy·s − pad)·k + ox·s − pad)·C_in·C_out: the inputs of one kernel row (ky) are the events of
+    consecutive positions, one contiguous stretch of the position-sorted list, summed in one loop.
+    first [H·W + 1], key / value [H·W·C_in] are scratch.
     """
     columns = weight.shape[1]
     width = 64 // weight.itemsize
     whole = columns - columns % width
+    multiply = has_values and fold == 0
     steps, out_height, out_width = acc.shape[0], acc.shape[1], acc.shape[2]
     flat, cells = acc.reshape(-1), weight.reshape(-1)
     ops = 0
     for t in range(steps):
-        _by_position(starts, pos, chan, values, has_values, t, key_of, first, key, value)
-        for oy in range(out_height):
+        _by_position(starts, pos, chan, values, has_values, fold, columns, t, key_of, first, key, value)
+        for oy in range(out_height):  # the SynOps
             y0 = oy * stride - pad
-            y_lo, y_hi = max(y0, 0), min(y0 + kernel, in_height)  # the kernel's rows inside the map
             for ox in range(out_width):
                 x0 = ox * stride - pad
-                x_lo, x_hi = max(x0, 0), min(x0 + kernel, in_width)  # the kernel's columns inside the map
-                row0 = -(y0 * kernel + x0) * in_channels
-                at = ((t * out_height + oy) * out_width + ox) * columns
-                for y in range(y_lo, y_hi):
+                x_lo, x_hi = max(x0, 0), min(x0 + kernel, in_width)
+                for y in range(max(y0, 0), min(y0 + kernel, in_height)):
                     ops += first[y * in_width + x_hi] - first[y * in_width + x_lo]
-                for offset in range(0, whole, 4 * width):
-                    vectors = min(4, (whole - offset) // width)
-                    a = vzero(weight), vzero(weight), vzero(weight), vzero(weight)
-                    for y in range(y_lo, y_hi):
-                        a = _accumulate(a, weight, key, value, has_values, first[y * in_width + x_lo],
-                                        first[y * in_width + x_hi], row0, columns, offset, vectors)
-                    _store(flat, at + offset, a, vectors)
-                for column in range(whole, columns):
-                    total = weight.dtype.type(0)
-                    for y in range(y_lo, y_hi):
-                        total = _tail(cells, key, value, has_values, first[y * in_width + x_lo],
-                                      first[y * in_width + x_hi], row0, columns, column, total)
-                    flat[at + column] = total
+        for offset in range(0, columns, 4 * width):  # one pass per 4 vectors of columns (the last: a partial one)
+            vectors = min(4, (whole - offset) // width)
+            for oy in range(out_height):
+                y0 = oy * stride - pad
+                y_lo, y_hi = max(y0, 0), min(y0 + kernel, in_height)  # the kernel's rows inside the map
+                for ox in range(out_width):
+                    x0 = ox * stride - pad
+                    x_lo, x_hi = max(x0, 0), min(x0 + kernel, in_width)  # the kernel's columns inside the map
+                    origin = -(y0 * kernel + x0) * in_channels * columns
+                    at = ((t * out_height + oy) * out_width + ox) * columns
+                    if vectors > 0:
+                        a = vzero(weight), vzero(weight), vzero(weight), vzero(weight)
+                        for y in range(y_lo, y_hi):
+                            a = _accumulate(a, cells, key, value, multiply, first[y * in_width + x_lo],
+                                            first[y * in_width + x_hi], origin + offset, vectors)
+                        _store(flat, at + offset, a, vectors)
+                    for column in range(max(offset + vectors * width, whole), min(offset + 4 * width, columns)):
+                        total = weight.dtype.type(0)
+                        for y in range(y_lo, y_hi):
+                            total = _tail(cells, key, value, multiply, first[y * in_width + x_lo],
+                                          first[y * in_width + x_hi], origin + column, total)
+                        flat[at + column] = total
     return ops * columns
 
 
 @numba.njit(cache=True, nogil=True)
-def linear_gather(starts, pos, chan, values, has_values, channels, weight, acc, rows):
-    """acc[t, :] = Σ value · weight[p·C + c, :] over the events (p, c) of step t (C = `channels`: the input map's
-    channels-last order); weight [F_in, F_out], acc [T, F_out], rows [events of a step] scratch. Returns the
-    accumulates."""
+def conv_scatter(starts, pos, chan, values, has_values, fold, in_channels, kernel, stride, weight, acc, taps):
+    """`conv_gather`'s accumulator by the other loop order, input-stationary: each event adds its weight rows
+    into the outputs it reaches, one vector load, add and store each (acc is zeroed step by step). Returns the
+    SynOps.
+
+    For a map whose positions receive few events (a frame-fed layer: one or two polarity channels), visiting
+    every output neuron's kernel rows costs more than the adds. taps [H_in·W_in, 4] hold, per input position: how
+    many kernel rows and columns reach an output, the flat weight offset of the first tap (its kernel row and
+    column the smallest) and the flat acc offset of the output it reaches (the largest output row and column); each
+    further kernel row (column) moves the weight by stride rows (columns) and the output back by one. Weights and
+    values as `conv_gather`'s (fold: copies per value; else multiply).
+    """
     columns = weight.shape[1]
     width = 64 // weight.itemsize
     whole = columns - columns % width
+    multiply = has_values and fold == 0
+    out_width = acc.shape[2]
+    size = acc.shape[1] * out_width * columns
+    flat, cells = acc.reshape(-1), weight.reshape(-1)
+    next_x, next_y = stride * in_channels * columns, stride * kernel * in_channels * columns
+    back_x, back_y = columns, out_width * columns
+    ops = 0
+    for t in range(acc.shape[0]):
+        flat[t * size:(t + 1) * size] = 0  # step by step: the step's outputs stay in cache for the adds
+        for e in range(starts[t], starts[t + 1]):
+            p = pos[e]
+            v = values[e] if has_values else 1
+            rows, cols = taps[p, 0], taps[p, 1]
+            ops += rows * cols
+            first = taps[p, 2] + _offset(chan[e], v, columns, fold, multiply)
+            out = t * size + taps[p, 3]
+            for j in range(rows):
+                for i in range(cols):
+                    row = first + j * next_y + i * next_x
+                    at = out - j * back_y - i * back_x
+                    for column in range(0, whole, width):
+                        vstore(flat, at + column, vadd(vload(flat, at + column),
+                                                       _scaled(vload(cells, row + column), v, multiply)))
+                    for column in range(whole, columns):
+                        w = cells[row + column]
+                        flat[at + column] += v * w if multiply else w
+    return ops * columns
+
+
+@numba.njit(cache=True, nogil=True)
+def linear_gather(starts, pos, chan, values, has_values, fold, channels, weight, acc, rows):
+    """acc[t, :] = Σ value · weight[p·C + c, :] over the events (p, c) of step t (C = `channels`: the input map's
+    channels-last order); weight [F_in, F_out] ([V·F_in, F_out] with `fold` > 0, as `conv_gather`), acc
+    [T, F_out], rows [events of a step] scratch. Returns the accumulates."""
+    columns = weight.shape[1]
+    width = 64 // weight.itemsize
+    whole = columns - columns % width
+    multiply = has_values and fold == 0
     flat, cells = acc.reshape(-1), weight.reshape(-1)
     ops = 0
     for t in range(acc.shape[0]):
         lo, hi = starts[t], starts[t + 1]
         for e in range(lo, hi):
-            rows[e - lo] = pos[e] * channels + chan[e]
-        step_values = values[lo:hi] if has_values else values
+            rows[e - lo] = pos[e] * channels * columns + _offset(chan[e], values[e] if has_values else 1, columns,
+                                                                 fold, multiply)
+        step_values = values[lo:hi] if multiply else values
         for offset in range(0, whole, 4 * width):
             vectors = min(4, (whole - offset) // width)
-            a = _accumulate((vzero(weight), vzero(weight), vzero(weight), vzero(weight)), weight, rows, step_values,
-                            has_values, 0, hi - lo, 0, columns, offset, vectors)
+            a = _accumulate((vzero(weight), vzero(weight), vzero(weight), vzero(weight)), cells, rows, step_values,
+                            multiply, 0, hi - lo, offset, vectors)
             _store(flat, t * columns + offset, a, vectors)
         for column in range(whole, columns):
-            flat[t * columns + column] = _tail(cells, rows, step_values, has_values, 0, hi - lo, 0, columns, column,
+            flat[t * columns + column] = _tail(cells, rows, step_values, multiply, 0, hi - lo, column,
                                                weight.dtype.type(0))
         ops += hi - lo
     return ops * columns
 
 
 @numba.njit(cache=True, nogil=True)
-def pool_events(starts, pos, chan, cell_of, channels, grid, out_starts, out_pos, out_chan, out_values):
-    """Average pooling (stride = kernel) of spike events into events whose values are the spikes per window.
-
-    cell_of [H·W] is the window of each input position (−1: no window covers it); `grid` [windows·C] (int32)
-    must be zero and is left zero; out_pos / out_chan need one spare slot (an event is written before it is
-    kept). A step's output events are the (window, channel) pairs its spikes touched, in the order first
-    touched. Returns the accumulates done (spikes inside a window).
-    """
-    ops = 0
-    n = 0
-    out_starts[0] = 0
-    for t in range(len(starts) - 1):
-        first = n
-        for e in range(starts[t], starts[t + 1]):
-            cell = cell_of[pos[e]]
-            if cell < 0:
-                continue
-            q = cell * channels + chan[e]
-            count = grid[q]
-            grid[q] = count + 1
-            out_pos[n] = cell  # branch-free: kept (the list advances) only at the window's first spike
-            out_chan[n] = chan[e]
-            n += count == 0
-            ops += 1
-        for e in range(first, n):
-            q = out_pos[e] * channels + out_chan[e]
-            out_values[e] = grid[q]
-            grid[q] = 0
-        out_starts[t + 1] = n
-    return ops
+def pool_grid(grid, channels, starts, pos, chan, values):
+    """The events of a k × k average pool (stride k) from the spike counts its LIF layer left in `grid`
+    [T, windows·C] (the LIF kernels add each spike to its window's count when given the pool's `cell_of`): step
+    by step, each window's nonzero channels in order (the windows whose
+    counts are nonzero, as events with the counts as values), found 512 bits at a time and compressed like the
+    LIF's spikes (`_append`: pos / chan / values need 16 spare slots); the grid is left zero. (The pooling's
+    accumulates, the spikes inside a window, are what the LIF kernel returns when it pools.)"""
+    steps, cells = grid.shape[0], grid.shape[1] // channels
+    width = 64 // grid.itemsize
+    whole = channels - channels % width
+    flat = grid.reshape(-1)
+    zero = vzero(grid)
+    n = starts[0] = 0
+    for t in range(steps):
+        for cell in range(cells):
+            base = (t * cells + cell) * channels
+            for offset in range(0, whole, width):
+                n = _append(vbits(vgt(vload(flat, base + offset), zero)), width, cell, offset, pos, chan, n, values,
+                            flat, base + offset)
+                vstore(flat, base + offset, zero)
+            for c in range(whole, channels):
+                count = flat[base + c]
+                if count != 0:
+                    pos[n], chan[n], values[n] = cell, c, count
+                    n += 1
+                    flat[base + c] = 0
+        starts[t + 1] = n
 
 
 @numba.njit(cache=True, nogil=True)
 def frame_events(frames, starts, pos, chan, values):
-    """The nonzero pixels of count frames [T, P, C] (integer-valued floats) as step-major events with the counts
-    as values (position-major, then channel, within a step). Returns whether any count exceeds 1."""
+    """The nonzero pixels of count frames [T, C, P] (integer-valued floats) as step-major events with the counts
+    as values (channel-major, then position, within a step). Branch-free: every pixel is written at the end of
+    the list, which advances past the nonzero ones (pos / chan / values need one spare slot). Returns whether
+    any count exceeds 1."""
     n = 0
     above_one = False
     starts[0] = 0
     for t in range(frames.shape[0]):
-        for p in range(frames.shape[1]):
-            for c in range(frames.shape[2]):
-                count = frames[t, p, c]
-                if count != 0:
-                    pos[n] = p
-                    chan[n] = c
-                    values[n] = np.int32(count)
-                    above_one |= count > 1
-                    n += 1
+        for c in range(frames.shape[1]):
+            for p in range(frames.shape[2]):
+                count = frames[t, c, p]
+                pos[n] = p
+                chan[n] = c
+                values[n] = np.int32(count)
+                above_one |= count > 1
+                n += count != 0
         starts[t + 1] = n
     return above_one
+
+
+@numba.njit(cache=True, nogil=True)
+def count_range(frames):
+    """(smallest, largest, whether every value is a whole number) of a flat float array (NaN is not whole)."""
+    low, high, whole = np.inf, -np.inf, True
+    for v in frames:
+        low = min(low, v)
+        high = max(high, v)
+        whole &= v == np.floor(v)
+    return low, high, whole
 
 
 PACK = np.uint64(0x0102040810204080)  # w·PACK >> 56 packs the eight 0/1 bytes of w into one byte, lowest first
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _emit(fired, words, channels, t, p, record, spikes, pos, chan, n):
-    """Record a position's spikes in spikes[t] (if asked) and append its channels that fired to the event list;
-    new length.
+def _emit(fired, words, channels, t, p, record, spikes, pos, chan, n, cell_of, grid):
+    """Record a position's spikes in spikes[t] (if asked) and append its channels that fired to the event list,
+    or add them to their window's counts in `grid` when the layer pools (`pool_grid`); new length.
 
     `fired` holds one 0/1 byte per channel, zero-padded to a multiple of 64; `words` is the same memory as
     uint64. The channels are taken 64 at a time as a bit mask (eight bytes packed by one multiply) whose set
@@ -265,6 +346,13 @@ def _emit(fired, words, channels, t, p, record, spikes, pos, chan, n):
     if record:
         for c in range(channels):
             spikes[t, p * channels + c] = fired[c]
+    if len(cell_of) > 0:  # n counts the spikes put in a window
+        cell = cell_of[p]
+        if cell >= 0:
+            for c in range(channels):
+                grid[t, cell * channels + c] += fired[c]
+                n += fired[c]
+        return n
     for base in range(0, channels, 64):
         mask = np.uint64(0)
         for k in range(8):
@@ -286,7 +374,7 @@ def _fired_flags(channels):
 
 @numba.njit(cache=True, nogil=True)
 def lif_integer(acc, gain, offset, frac, shift, threshold, low, high, zero_reset, state, record, spikes, starts, pos,
-                chan):
+                chan, cell_of, grid):
     """`neurons.integer`'s fixed-point LIF over x = acc·gain[c] + offset[c]; threshold given as θ·2^f.
 
     acc [T, P, C]; state [P, C] (the stored levels, carried between windows); spikes [T, P·C] (uint8) written when
@@ -307,14 +395,16 @@ def lif_integer(acc, gain, offset, frac, shift, threshold, low, high, zero_reset
                 h = (0 if f else h) if zero_reset else (h - threshold if f else h)
                 state[p, c] = min(max(-((half - h) >> frac), low), high)
                 fired[c] = f
-            n = _emit(fired, words, channels, t, p, record, spikes, pos, chan, n)
+            n = _emit(fired, words, channels, t, p, record, spikes, pos, chan, n, cell_of, grid)
         starts[t + 1] = n
+    if len(cell_of) > 0:  # no events: the spikes went to the pool's grid, and n counted them
+        starts[:] = 0
     return n
 
 
 @numba.njit(cache=True, nogil=True)
 def lif_float(acc, gain, offset, beta, threshold, quantized, low, high, zero_reset, state, record, spikes, starts,
-              pos, chan):
+              pos, chan, cell_of, grid):
     """`neurons.kernels`' LIF step (no input rounding) in the float type of `state` ([P, C], the model's float32
     or float64, zeros at the start; the scalars of that type too), over x = acc·gain[c] + offset[c] rounded to
     that type. Layout and outputs as `lif_integer`."""
@@ -334,81 +424,112 @@ def lif_float(acc, gain, offset, beta, threshold, quantized, low, high, zero_res
                     r = min(max(np.ceil(r - half), low), high)
                 state[p, c] = r
                 fired[c] = f
-            n = _emit(fired, words, channels, t, p, record, spikes, pos, chan, n)
+            n = _emit(fired, words, channels, t, p, record, spikes, pos, chan, n, cell_of, grid)
         starts[t + 1] = n
+    if len(cell_of) > 0:  # no events: the spikes went to the pool's grid, and n counted them
+        starts[:] = 0
     return n
 
 
 LANE = np.arange(16, dtype=np.int32)  # lane numbers of one int32 vector
+_NO_VALUES = np.zeros(0, dtype=np.int32)
+_NO_COUNTS = np.zeros(0, dtype=np.int16)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _append(bits, width, p, offset, pos, chan, n):
+def _append(bits, width, p, offset, pos, chan, n, values, counts, at):
     """Append the events (p, offset + i) for the set bits i of `bits` (`width` lanes) to pos / chan at n, 16 lanes
     at a time without a branch per spike: the channels by one compress-store, the position by a full vector
-    store (pos needs 16 spare slots past the last event). New length."""
+    store (pos needs 16 spare slots past the last event); with `values` (nonempty), each event's value
+    counts[at + i] too.
+    New length."""
     for half in range(0, width, 16):
         chunk = (bits >> np.uint64(half)) & np.uint64(0xFFFF)
         vstore(pos, n, vsplat(pos, p))
         vcompress(chan, n, vadd(vload(LANE, 0), vsplat(chan, offset + half)), chunk)
+        if len(values) > 0:
+            vcompress(values, n, vload_as(counts, at + half, values), chunk)
         n += popcount(chunk)
     return n
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _pick(table, stored, at):
-    """The threshold at flat offset `at` of the tables (level `low`), of each lane's stored level: the levels
-    follow one vector apart; stored[k − 1] holds the lanes whose level is low + k."""
+def _pick(table, m, low, levels, at):
+    """The threshold at flat offset `at` of the tables (level `low`), of each lane's stored level m: the levels
+    follow one vector apart."""
     width = 64 // table.itemsize
     bound = vload(table, at)
-    for k in range(1, 4):
-        bound = vselect(stored[k - 1], vload(table, at + k * width), bound)
+    for k in range(1, levels):
+        bound = vselect(veq(m, vsplat(m, low + k)), vload(table, at + k * width), bound)
     return bound
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _level(a, table, stored, low, at):
-    """The level low + #{j : a > threshold j} over the three thresholds from flat offset `at` on."""
+def _level(a, table, m, low, levels, at):
+    """The level low + #{j : a > threshold j} over the levels − 1 thresholds from flat offset `at` on, 4 vectors
+    apart (one per level of the padded table)."""
     width = 64 // table.itemsize
     level = vsplat(a, low)
-    for j in range(3):
-        level = vsub(level, vgt(a, _pick(table, stored, at + 4 * j * width)))  # a true mask is −1
+    for j in range(levels - 1):
+        level = vsub(level, vgt(a, _pick(table, m, low, levels, at + 4 * j * width)))  # a true mask is −1
     return level
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_step(a, m, table, low, levels, zero_reset, reset, at):
+    """One step of one vector of neurons (accumulators a, stored levels m) by the thresholds of the block at flat
+    offset `at`: (spike mask, next levels). Only the `levels` stored levels and their thresholds are read, so
+    that with a constant `levels` (the caller branches on it) the selects are straight-line code."""
+    width = 64 // table.itemsize
+    fired = vgt(a, _pick(table, m, low, levels, at))
+    after = _level(a, table, m, low, levels, at + 4 * width)
+    after = vselect(fired, vsplat(m, reset) if zero_reset else _level(a, table, m, low, levels, at + 16 * width),
+                    after)
+    return fired, after
+
+
 @numba.njit(cache=True, nogil=True)
-def lif_table(acc, table, low, zero_reset, reset, state, record, spikes, starts, pos, chan):
+def lif_table(acc, table, low, levels, zero_reset, reset, state, record, spikes, starts, pos, chan, cell_of, grid):
     """`lif_integer` on an integer accumulator by threshold tables (`latency.lif_tables.lif_table`,
     [blocks, 7, 4, lanes]).
 
     acc [T, P, C] (int16 or int32), table and state [P, C] (the stored levels) of acc's type; `reset` is the
-    level a zero reset stores. Outputs as `lif_integer`; pos / chan need 16 spare slots (`_append`). The loops
-    over levels and thresholds have fixed counts (the table is padded), so that each vector's update is
-    straight-line code reading one contiguous block of thresholds.
+    level a zero reset stores; `levels` (2…4) the membrane's. Outputs as `lif_integer` (a pooling layer's counts
+    into `grid`, `pool_grid`); pos / chan need 16 spare slots (`_append`). The loops over levels and thresholds
+    have fixed counts (a branch per count: `_table_step`), so that each vector's update is straight-line code
+    reading one contiguous block of thresholds (the table is padded to 4 levels).
     """
     steps, positions, channels = acc.shape
     width = 64 // acc.itemsize
     whole = channels - channels % width
     block = table.shape[1] * table.shape[2] * width
-    flat_acc, flat_state, cells = acc.reshape(-1), state.reshape(-1), table.reshape(-1)
-    n = starts[0] = 0
+    flat_acc, flat_state, bounds, flat_grid = acc.reshape(-1), state.reshape(-1), table.reshape(-1), grid.reshape(-1)
+    pooled, windows = len(cell_of) > 0, grid.shape[1] // channels
+    n = starts[0] = counted = 0
     for t in range(steps):
         for p in range(positions):
+            cell = cell_of[p] if pooled else -1
             for offset in range(0, whole, width):
                 at = offset // width * block
                 a = vload(flat_acc, (t * positions + p) * channels + offset)
                 m = vload(flat_state, p * channels + offset)
-                stored = (veq(m, vsplat(m, low + 1)), veq(m, vsplat(m, low + 2)), veq(m, vsplat(m, low + 3)))
-                fired = vgt(a, _pick(cells, stored, at))
-                after = _level(a, cells, stored, low, at + 4 * width)
-                after = vselect(fired, vsplat(m, reset) if zero_reset else _level(
-                    a, cells, stored, low, at + 16 * width), after)
+                if levels == 2:
+                    fired, after = _table_step(a, m, bounds, low, 2, zero_reset, reset, at)
+                elif levels == 3:
+                    fired, after = _table_step(a, m, bounds, low, 3, zero_reset, reset, at)
+                else:
+                    fired, after = _table_step(a, m, bounds, low, 4, zero_reset, reset, at)
                 vstore(flat_state, p * channels + offset, after)
                 bits = vbits(fired)
                 if record:
                     for lane in range(width):
                         spikes[t, p * channels + offset + lane] = (bits >> np.uint64(lane)) & np.uint64(1)
-                n = _append(bits, width, p, offset, pos, chan, n)
+                if not pooled:
+                    n = _append(bits, width, p, offset, pos, chan, n, _NO_VALUES, _NO_COUNTS, 0)
+                elif cell >= 0:  # the pool's count of each channel: a fired lane's mask is −1
+                    count = (t * windows + cell) * channels + offset
+                    vstore(flat_grid, count, vsub(vload(flat_grid, count), fired))
+                    counted += popcount(bits)
             for c in range(whole, channels):  # the channels past the last whole vector
                 a, k, b, lane = acc[t, p, c], state[p, c] - low, c // width, c % width
                 fired = a > table[b, 0, k, lane]
@@ -418,9 +539,13 @@ def lif_table(acc, table, low, zero_reset, reset, state, record, spikes, starts,
                 state[p, c] = reset if fired and zero_reset else after
                 if record:
                     spikes[t, p * channels + c] = fired
-                if fired:
+                if pooled:
+                    if cell >= 0:
+                        grid[t, cell * channels + c] += fired
+                        counted += fired
+                elif fired:
                     pos[n] = p
                     chan[n] = c
                     n += 1
         starts[t + 1] = n
-    return n
+    return counted if pooled else n

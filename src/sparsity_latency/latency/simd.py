@@ -9,6 +9,8 @@ adds into a few of them runs at load throughput. The operations are numba intrin
 - `vzero(array)`: a zero vector of the array's element type;
 - `vload(array, offset)`: the `lanes` elements of `array` (C-contiguous, any shape) from flat offset `offset` on;
 - `vstore(array, offset, v)`: the reverse;
+- `vload_as(array, offset, like)` (integer lanes): as many elements of `array` from flat offset `offset` on as a
+  vector of `like`'s element type holds (16 int16 for int32), sign-extended to that type;
 - `vadd(a, b)`, `vsub(a, b)`, and `vscale(v, s)`: v · s with the scalar s converted to the element type;
 - `vsplat(like, s)`: a vector of the element type of `like` (an array or a vector) with every lane s;
 - integer lanes only: `vgt(a, b)` and `veq(a, b)`, lane masks (−1 where a > b, resp. a = b, else 0; signed);
@@ -73,6 +75,20 @@ def vload(typingctx, array, offset):
     def codegen(context, builder, signature, args):
         return builder.load(_pointer(context, builder, signature.args[0], args[0], args[1], vector), align=1)
     return vector(array, offset), codegen
+
+
+@intrinsic
+def vload_as(typingctx, array, offset, like):
+    vector = Vector(like.dtype)
+
+    def codegen(context, builder, signature, args):
+        element = context.get_data_type(signature.args[0].dtype)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        pointer = builder.bitcast(builder.gep(data, [args[1]]), ir.VectorType(element, vector.lanes).as_pointer())
+        loaded = builder.load(pointer, align=1)
+        wide = context.get_data_type(vector)
+        return loaded if element == wide.element else builder.sext(loaded, wide)
+    return vector(array, offset, like), codegen
 
 
 @intrinsic
