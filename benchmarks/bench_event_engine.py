@@ -1,7 +1,12 @@
 """Event-driven engine (`latency.event_engine`) against the dense torch forward, at batch 1, across spike sparsity.
 
-Network: vgg9 with channels (32, 64, 64, 128, 128, 128, 128, 128) on 2×48×48 input, T = 8 steps, ternary weights
-(weight_bits 2) and ternary membranes (SpQuant-SNN's setting), BatchNorm statistics from random inputs. The
+Networks (`NETWORKS`), each on 2×48×48 input, T = 8 steps, ternary weights (weight_bits 2) and ternary membranes
+(SpQuant-SNN's setting), BatchNorm statistics from random inputs:
+- `vgg9`: SpQuant-SNN's VGG-9 with channels (32, 64, 64, 128, 128, 128, 128, 128), a 2×2 average pool after every
+  second conv;
+- `strided`: four stride-2 3×3 convs (the tiny-conv architecture) with channels (64, 128, 256, 256) and no pool,
+  so that every later layer is fed by the spikes themselves and 1/(1 − s) is the ratio of the work.
+The
 spike sparsity s (share of LIF outputs that are 0, over all LIF layers) is set by shifting every BatchNorm bias
 by one common amount, found by bisection. Both paths run single-threaded (torch.set_num_threads(1), numba
 without threads) on the same binary input frames; the dense path under torch.inference_mode.
@@ -13,7 +18,7 @@ the LIF layers (∝ neurons, not spikes), which bound its speedup at high sparsi
 binary frames' events (20 % of pixels on, whatever the spike sparsity).
 The engine runs with `record_spikes=False` (logits only, like the dense forward; spikes would be written and
 converted to torch tensors otherwise). The correlation is Pearson's r between per-layer time and per-layer
-SynOps over every event-fed layer (conv1…conv8, pools, fc) of every sparsity level, from the engine's own
+SynOps over every event-fed layer (conv1…, pools, fc) of every sparsity level, per network, from the engine's own
 `layer_ns` and `synops` (medians): the issue's definition, across layers and inputs. A secondary line gives
 each layer's r across the sparsity levels alone (time ∝ SynOps within a layer, whatever its cost per op).
 
@@ -23,7 +28,7 @@ layer's SynOps, conv1's counted as MACs if it ran densely). It differs from 1/(1
 spikes is denser than the spikes (a 2×2 window at 90 % spike sparsity is nonzero with probability 1 − 0.9⁴ ≈ 34 %),
 so the layers after a pool do more than a share 1 − s of their dense work.
 
-    .venv/bin/python benchmarks/bench_event_engine.py [--repeats 7] [--warmup 2]
+    .venv/bin/python benchmarks/bench_event_engine.py [--repeats 7] [--warmup 2] [--layers] [--networks vgg9,strided]
 """
 
 from __future__ import annotations
@@ -42,15 +47,20 @@ from sparsity_latency.latency.event_engine import EventEngine
 from sparsity_latency.latency.opcount import dense_macs
 from sparsity_latency.models import build_model
 
-CHANNELS = (32, 64, 64, 128, 128, 128, 128, 128)
+NETWORKS = {  # name → (model, channels): SpQuant-SNN's pooled VGG-9, and a pool-free stride-2 network
+    "vgg9": ("vgg9", (32, 64, 64, 128, 128, 128, 128, 128)),
+    "strided": ("tiny-conv", (64, 128, 256, 256)),
+}
 SHAPE = (2, 48, 48)
 STEPS = 8
 TARGETS = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
-def calibrated_model(seed: int = 0) -> nn.Module:
+def calibrated_model(network: str = "vgg9", seed: int = 0) -> nn.Module:
+    """`NETWORKS[network]` with ternary weights, its BatchNorm statistics from random frames."""
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(name="vgg9", channels=CHANNELS, weight_bits=2), SHAPE, 10)
+    name, channels = NETWORKS[network]
+    model = build_model(ModelConfig(name=name, channels=channels, weight_bits=2), SHAPE, 10)
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = None
@@ -112,21 +122,14 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--layers", action="store_true", help="also print each layer's time and SynOps")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    import numba
-    numba.set_num_threads(1)
-
-    model = calibrated_model()
+def sweep(network: str, repeats: int, warmup: int, layers: bool) -> None:
+    """Print one network's table across `TARGETS`, its per-layer points (`layers`) and r."""
+    model = calibrated_model(network)
     x = frames(1)
     biases = [getattr(model, f"bn{i}").bias.detach().clone() for i in range(1, model.depth + 1)]
-    print(f"vgg9 {CHANNELS} on {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]}, T = {STEPS}, batch 1, ternary weights and membranes, "
-          f"1 thread; medians of {args.repeats} interleaved rounds")
+    name, channels = NETWORKS[network]
+    print(f"\n{network}: {name} {channels} on {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]}, T = {STEPS}, batch 1, ternary weights "
+          f"and membranes, 1 thread; medians of {repeats} interleaved rounds")
     # synop ms: the event-fed layers' own time (layer_ns)
     print(f"{'target':>6} {'sparsity':>8} {'dense ms':>9} {'event ms':>9} {'speedup':>8} {'ideal':>6} {'ratio':>6} "
           f"{'synop ms':>9} {'syn spdup':>9} {'op ideal':>8} {'ratio':>6}")
@@ -135,13 +138,13 @@ def main() -> None:
         measured = set_sparsity(model, biases, x, target)
         engine = EventEngine.from_model(model)
         dense, event, ratios, layer_ns = [], [], [], []
-        for index in range(args.warmup + args.repeats):
+        for index in range(warmup + repeats):
             with torch.inference_mode():
                 d = timed(lambda: model(x))
             begin = time.perf_counter()
             result = engine.run(x, record_spikes=False)  # inference: logits only, as the dense forward returns
             e = time.perf_counter() - begin
-            if index >= args.warmup:
+            if index >= warmup:
                 dense.append(d)
                 event.append(e)
                 ratios.append(d / e)
@@ -149,7 +152,7 @@ def main() -> None:
         engine_work = sum(result.macs.values()) + sum(ops for name, ops in result.synops.items()
                                                        if not name.startswith("pool"))
         op_ideal = dense_work(model, x) / engine_work
-        synop_layers = list(result.synops)  # the event-fed layers: conv1…conv8, pool1…pool4, fc
+        synop_layers = list(result.synops)  # the event-fed layers: conv1…, pools, fc
         per_layer = {name: statistics.median(ns[name] for ns in layer_ns) for name in synop_layers}
         for name in synop_layers:
             times.append(per_layer[name])
@@ -162,7 +165,7 @@ def main() -> None:
         print(f"{target:6.0%} {measured:8.1%} {dense_ms:9.2f} {statistics.median(event) * 1e3:9.2f} "
               f"{speedup:8.2f} {ideal:6.2f} {speedup / ideal:6.2f} {scatter_ms:9.2f} {dense_ms / scatter_ms:9.2f} "
               f"{op_ideal:8.2f} {speedup / op_ideal:6.2f}")
-    if args.layers:
+    if layers:
         print("per layer: µs / M SynOps at each target sparsity")
         for name, points in series.items():
             print(f"  {name:6s} " + "  ".join(f"{ns / 1e3:7.1f} / {op / 1e6:6.2f}" for ns, op in points))
@@ -173,6 +176,23 @@ def main() -> None:
     scatter = [within[name] for name in within if name.startswith("conv")]
     print(f"  per layer, across sparsity (secondary): median r {statistics.median(within.values()):.3f} over "
           f"{len(within)} layers; conv layers min {min(scatter):.3f}, median {statistics.median(scatter):.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--layers", action="store_true", help="also print each layer's time and SynOps")
+    parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, of {', '.join(NETWORKS)}")
+    args = parser.parse_args()
+    networks = args.networks.split(",")
+    if unknown := [network for network in networks if network not in NETWORKS]:
+        parser.error(f"unknown network {unknown[0]!r}: choose from {', '.join(NETWORKS)}")
+    torch.set_num_threads(1)
+    import numba
+    numba.set_num_threads(1)
+    for network in networks:
+        sweep(network, args.repeats, args.warmup, args.layers)
 
 
 if __name__ == "__main__":

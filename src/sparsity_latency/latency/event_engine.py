@@ -370,8 +370,10 @@ class EventEngine:
         self.tables[1] = None
         if frames.numel() == 0:
             return False
-        low, high, whole = kernels.count_range(frames.numpy().reshape(-1))
-        if not whole or low < 0 or high > FRAME_COUNT_LIMIT:
+        flat = frames.numpy().reshape(-1)
+        low, high_bits, whole = kernels.count_range(flat, flat.view(f"i{flat.itemsize}"))
+        high = float(np.array(high_bits, dtype=f"i{flat.itemsize}").view(flat.dtype))
+        if not whole or low < 0 or high > FRAME_COUNT_LIMIT:  # low < 0: some value has a sign bit (−0 too)
             return False
         bound = 1 << max(0, math.ceil(math.log2(max(high, 1.0))))  # the largest count the weights are built for
         cache = self.__dict__.setdefault("_first_weights", {})

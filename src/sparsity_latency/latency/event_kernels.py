@@ -322,14 +322,19 @@ def frame_events(frames, starts, pos, chan, values):
 
 
 @numba.njit(cache=True, nogil=True)
-def count_range(frames):
-    """(smallest, largest, whether every value is a whole number) of a flat float array (NaN is not whole)."""
-    low, high, whole = np.inf, -np.inf, True
-    for v in frames:
-        low = min(low, v)
-        high = max(high, v)
-        whole &= v == np.floor(v)
-    return low, high, whole
+def count_range(values, bits):
+    """(smallest, largest bit pattern, whether every value is a whole number) of a flat float array `values`,
+    `bits` being the same memory as signed integers of its width. The patterns of floats without a sign bit
+    (NaN and ∞ included) are ≥ 0 and ordered as the values are, so the smallest is ≥ 0 exactly when no value
+    carries a sign bit (−0 does), and the largest is the largest value's. NaN is not whole. Integer min / max
+    and one compare per value, so the loop vectorizes (a float min / max reduction does not)."""
+    low, high = bits[0], bits[0]
+    broken = False
+    for i in range(len(values)):
+        low = min(low, bits[i])
+        high = max(high, bits[i])
+        broken |= values[i] != np.floor(values[i])
+    return low, high, not broken
 
 
 PACK = np.uint64(0x0102040810204080)  # w·PACK >> 56 packs the eight 0/1 bytes of w into one byte, lowest first
