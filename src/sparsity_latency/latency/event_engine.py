@@ -239,6 +239,14 @@ def _scatter_taps(rows: np.ndarray, columns: np.ndarray, kernel: int, channels: 
                      (rows[:, 2] * out_width + columns[:, 2]) * channels_out], axis=1)
 
 
+def largest_count(flat: np.ndarray) -> float | None:
+    """The largest value of a flat float array whose values are all whole numbers without a sign bit (counts;
+    −0 is refused), else None (`event_kernels.count_range`)."""
+    bits = f"i{flat.itemsize}"
+    low, high, whole = kernels.count_range(flat, flat.view(bits))
+    return float(np.array(high, dtype=bits).view(flat.dtype)) if whole and low >= 0 else None
+
+
 def aligned(array: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of `array` whose data starts on a 64-byte boundary (one cache line, one vector)."""
     raw = np.empty(array.nbytes + 64, dtype=np.uint8)
@@ -370,10 +378,8 @@ class EventEngine:
         self.tables[1] = None
         if frames.numel() == 0:
             return False
-        flat = frames.numpy().reshape(-1)
-        low, high_bits, whole = kernels.count_range(flat, flat.view(f"i{flat.itemsize}"))
-        high = float(np.array(high_bits, dtype=f"i{flat.itemsize}").view(flat.dtype))
-        if not whole or low < 0 or high > FRAME_COUNT_LIMIT:  # low < 0: some value has a sign bit (−0 too)
+        high = largest_count(frames.numpy().reshape(-1))
+        if high is None or high > FRAME_COUNT_LIMIT:
             return False
         bound = 1 << max(0, math.ceil(math.log2(max(high, 1.0))))  # the largest count the weights are built for
         cache = self.__dict__.setdefault("_first_weights", {})
@@ -458,8 +464,7 @@ class EventEngine:
                     if record:
                         recorded.append((np.empty((steps, neurons), dtype=np.uint8), shape))
                 events = _Events.buffers(self, ("lif", i), window, 0 if i in self.pools else neurons)
-                pool = self._pool_grid(i, shape, window) if i in self.pools else (
-                    _NO_CELLS, np.zeros((0, 1), dtype=self._count_type(i)))
+                pool = self._pool_grid(i, shape, window)
                 fired = lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, self.tables[i], states[i - 1],
                                 recorded[i - 1][0][t0:t0 + window] if record else None, events, pool)
                 begin = _timed(layer_ns, f"lif{i}", begin)
@@ -528,13 +533,19 @@ class EventEngine:
         neurons), else int32."""
         return self.tables[i].dtype.type if self.tables[i] is not None else np.int32
 
+    def _pooled_shape(self, i: int, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """The map shape after pool i of LIF layer i's map `shape` (H, W, C)."""
+        size = self.pools[i]
+        return shape[0] // size, shape[1] // size, shape[2]
+
     def _pool_grid(self, i: int, shape: tuple[int, ...], window: int) -> tuple[np.ndarray, np.ndarray]:
         """(cell_of, grid) of pool i for its LIF layer's map `shape`: each position's window (−1: none) and the
-        zeroed counts [window, windows·C]."""
+        zeroed counts [window, windows·C]; two empty arrays when layer i does not pool."""
+        if i not in self.pools:
+            return _NO_CELLS, self._buffer(("grid", i), (0, 1), self._count_type(i))
         size = self.pools[i]
-        height, width, channels = shape
-        out_h, out_w = height // size, width // size
-        cell_of = self._position_table(("cell", i), height, width, lambda y, x: np.where(
+        out_h, out_w, channels = self._pooled_shape(i, shape)
+        cell_of = self._position_table(("cell", i), shape[0], shape[1], lambda y, x: np.where(
             (y // size < out_h) & (x // size < out_w), (y // size) * out_w + x // size, -1).astype(np.int32))
         return cell_of, self._buffer(("grid", i), (window, out_h * out_w * channels), self._count_type(i))
 
@@ -542,12 +553,10 @@ class EventEngine:
               ) -> tuple[_Events, tuple[int, ...]]:
         """The events of pool i (values = spikes per window) from the counts its LIF layer left in `grid`, and its
         map shape."""
-        size = self.pools[i]
-        height, width, channels = shape
-        out_h, out_w = height // size, width // size
-        pooled = _Events.buffers(self, ("pool", i), window, out_h * out_w * channels, values=True)
-        kernels.pool_grid(grid, channels, pooled.starts, pooled.pos, pooled.chan, pooled.values)
-        return pooled, (out_h, out_w, channels)
+        pooled_shape = self._pooled_shape(i, shape)
+        pooled = _Events.buffers(self, ("pool", i), window, math.prod(pooled_shape), values=True)
+        kernels.pool_grid(grid, pooled_shape[2], pooled.starts, pooled.pos, pooled.chan, pooled.values)
+        return pooled, pooled_shape
 
     def _readout(self, events: _Events, shape: tuple[int, ...], acc: np.ndarray) -> int:
         """acc [window, classes] (float64) = the readout's weights summed over the last layer's events, step by step

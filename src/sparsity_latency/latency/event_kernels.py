@@ -273,10 +273,10 @@ def linear_gather(starts, pos, chan, values, has_values, fold, channels, weight,
 def pool_grid(grid, channels, starts, pos, chan, values):
     """The events of a k × k average pool (stride k) from the spike counts its LIF layer left in `grid`
     [T, windows·C] (the LIF kernels add each spike to its window's count when given the pool's `cell_of`): step
-    by step, each window's nonzero channels in order (the windows whose
-    counts are nonzero, as events with the counts as values), found 512 bits at a time and compressed like the
-    LIF's spikes (`_append`: pos / chan / values need 16 spare slots); the grid is left zero. (The pooling's
-    accumulates, the spikes inside a window, are what the LIF kernel returns when it pools.)"""
+    by step, window by window, the channels whose count is nonzero, as events with the counts as values, found
+    512 bits at a time and compressed like the LIF's spikes (`_append`: pos / chan / values need 16 spare
+    slots); the grid is left zero. (The pooling's accumulates, the spikes inside a window, are what the LIF
+    kernel returns when it pools.)"""
     steps, cells = grid.shape[0], grid.shape[1] // channels
     width = 64 // grid.itemsize
     whole = channels - channels % width
