@@ -130,16 +130,21 @@ WIDE = {"tiny-conv": (40, 72), "vgg9": (8, 40, 40, 40, 40, 40, 40, 40)}  # more 
 
 
 @pytest.mark.parametrize("name", list(WIDE))
-@pytest.mark.parametrize(("weight_bits", "accumulator"), [(2, "int16"), (2, "int32"), (32, "float64")])
-def test_register_blocks_match_dense(name: str, weight_bits: int, accumulator: str,
+@pytest.mark.parametrize(("weight_bits", "accumulator", "stored"), [
+    (2, "int16", "int8"), (2, "int32", "int8"), (2, "int16", "int16"), (32, "float64", "float64")])
+def test_register_blocks_match_dense(name: str, weight_bits: int, accumulator: str, stored: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Layers wider than one vector sum in register blocks plus a scalar tail (int16 or int32 codes, float64
-    weights; stride 2 in tiny-conv, pooled values in vgg9): every spike equal in float64."""
+    """Layers wider than one vector sum in register blocks plus a scalar tail (int16 or int32 sums of codes
+    stored as int8 or as the sums' type, float64 weights; stride 2 in tiny-conv, pooled values in vgg9): every
+    spike equal in float64."""
     if accumulator == "int32":
         monkeypatch.setattr(event_engine, "INT16_LIMIT", 0)  # no sum fits int16: the codes go to int32
+    if stored == "int16":
+        monkeypatch.setattr(event_engine, "INT8_LIMIT", 0)  # codes too large for int8: stored as the sums' type
     model = calibrated(name, 6, torch.float64, channels=WIDE[name], membrane_bits=1.58, weight_bits=weight_bits)
     engine = EventEngine.from_model(model)
-    assert {str(layer.values.dtype) for layer in engine.layers.values()} == {accumulator}
+    assert {np.dtype(layer.accumulator).name for layer in engine.layers.values()} == {accumulator}
+    assert {layer.values.dtype.name for layer in engine.layers.values()} == {stored}
     assert check_against_dense(model, inputs(name, batch=1, dtype=torch.float64)) is None
 
 
@@ -246,7 +251,8 @@ def test_count_frames_run_from_events_and_real_frames_densely(name: str) -> None
 def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, values: int) -> None:
     """`conv_scatter` (the frame-fed layer's input-stationary sums) against F.conv2d in float64 on random counts,
     for every geometry: each input position's taps reach exactly the outputs the convolution gives it. Counts up
-    to 4 add pre-scaled weight rows (`folded`), larger ones multiply; 37 output channels leave a partial vector."""
+    to 4 add pre-scaled weight rows (`folded`), larger ones multiply; 37 output channels leave a partial vector;
+    int8 weights add into int32 sums."""
     generator = torch.Generator().manual_seed(kernel * 100 + stride * 10 + pad)
     steps, channels, height, width, channels_out = 3, 2, 11, 9, 37
     counts = torch.randint(1, values + 1, (steps, channels, height, width), generator=generator)
@@ -258,6 +264,7 @@ def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, valu
     starts = np.searchsorted(t.numpy(), np.arange(steps + 1)).astype(np.int64)
     rows, fold = event_engine.folded(weight.permute(2, 3, 1, 0).reshape(-1, channels_out).numpy().astype(np.int32),
                                      values)
+    rows = rows.astype(np.int8)  # stored as int8, summed in int32 (sign-extended as they load)
     taps = event_engine._scatter_taps(*(event_engine._taps(size, out, kernel, stride, pad)[index] for size, out, index
                                         in ((height, out_h, np.arange(height * width) // width),
                                             (width, out_w, np.arange(height * width) % width))),
@@ -270,6 +277,27 @@ def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, valu
     spikes = (counts > 0).double()
     assert ops == synops(spikes.unsqueeze(1), fan_out(nn.Conv2d(channels, channels_out, kernel, stride, pad),
                                                       (channels, height, width)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("by_position", [False, True])
+def test_frame_events_list_every_nonzero_pixel(dtype: type, by_position: bool) -> None:
+    """`frame_events` against torch.nonzero: every nonzero count once, in channel-then-position order (16 positions
+    at a time, 37 positions leaving a partial group) or position-then-channel order, with its count when counted."""
+    generator = torch.Generator().manual_seed(7)
+    frames = torch.randint(0, 4, (3, 2, 37), generator=generator).to(torch.float64)
+    frames *= torch.rand(frames.shape, generator=generator) < 0.4
+    x = frames.numpy().astype(dtype)
+    order = (0, 2, 1) if by_position else (0, 1, 2)  # the step, then the listing's outer and inner index
+    t, outer, inner = torch.nonzero(frames.permute(*order), as_tuple=True)
+    p, c = (outer, inner) if by_position else (inner, outer)
+    for counted in (False, True):
+        starts, pos, chan, values = np.zeros(4, np.int64), *(np.zeros(3 * 2 * 37 + 16, np.int32) for _ in range(3))
+        kernels.frame_events(x, x.view(f"i{x.itemsize}"), counted, by_position, starts, pos, chan, values)
+        assert starts.tolist() == np.searchsorted(t.numpy(), np.arange(4)).tolist()
+        assert pos[:len(t)].tolist() == p.tolist() and chan[:len(t)].tolist() == c.tolist()
+        if counted:
+            assert values[:len(t)].tolist() == frames[t, c, p].int().tolist()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

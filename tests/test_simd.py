@@ -17,23 +17,27 @@ from sparsity_latency.latency.simd import (
     veq,
     vgt,
     vload,
+    vload_as,
     vscale,
     vselect,
     vsplat,
     vstore,
     vsub,
+    vwidth,
     vzero,
 )
 
 
 @numba.njit(cache=True)
 def _sum_rows(weight, rows, values, scaled, out):
-    """out[:lanes] = Σ_i (values[i] ·) weight[rows[i], :lanes] through one register vector."""
-    a = vzero(weight)
+    """out[:lanes] = Σ_i (values[i] ·) weight[rows[i], :lanes] through one register vector of out's type (weights
+    of a narrower integer type widened as they load); returns the lanes (`vwidth`)."""
+    a = vzero(out)
     for i in range(len(rows)):
-        v = vload(weight, rows[i] * weight.shape[1])
+        v = vload_as(weight, rows[i] * weight.shape[1], out)
         a = vadd(a, vscale(v, values[i]) if scaled else v)
     vstore(out, 0, a)
+    return vwidth(out)
 
 
 @numba.njit(cache=True)
@@ -45,19 +49,20 @@ def _lowest_bits(word):
     return out
 
 
-@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float64])
+@pytest.mark.parametrize(("dtype", "stored"), [(np.int16, np.int16), (np.int16, np.int8), (np.int32, np.int8),
+                                               (np.int32, np.int32), (np.float64, np.float64)])
 @pytest.mark.parametrize("scaled", [False, True])
-def test_register_sum_equals_numpy(dtype: type, scaled: bool) -> None:
+def test_register_sum_equals_numpy(dtype: type, stored: type, scaled: bool) -> None:
     rng = np.random.default_rng(0)
     width = lanes(dtype)
-    weight = rng.integers(-3, 4, size=(9, width + 5)).astype(dtype)  # rows longer than one vector
+    weight = rng.integers(-3, 4, size=(9, width + 5)).astype(stored)  # rows longer than one vector
     if dtype == np.float64:
         weight = weight + rng.random(weight.shape)
     rows = np.array([4, 0, 8, 4, 2], dtype=np.int64)
     values = np.array([1, 2, 3, 4, 1], dtype=np.int32)
     out = np.full(width + 3, 7, dtype=dtype)  # the elements past one vector stay untouched
-    _sum_rows(weight, rows, values, scaled, out)
-    expected = ((values[:, None] if scaled else 1) * weight[rows, :width]).sum(axis=0)
+    assert _sum_rows(weight, rows, values, scaled, out) == width
+    expected = ((values[:, None] if scaled else 1) * weight[rows, :width].astype(dtype)).sum(axis=0)
     np.testing.assert_allclose(out[:width], expected, rtol=0, atol=1e-12)
     assert (out[width:] == 7).all()
     assert width * np.dtype(dtype).itemsize == 64

@@ -58,6 +58,7 @@ from sparsity_latency.neurons.integer import MAX_FRAC_BITS
 from sparsity_latency.neurons.multistep import MultiStepLIF
 
 WINDOW_STEPS = 32  # steps per layer call: bounds the accumulators and event lists (memory ∝ steps × neurons)
+INT8_LIMIT = 2**7 - 1
 INT16_LIMIT = 2**15 - 1
 INT32_LIMIT = 2**31 - 1
 FLOAT64_EXACT = 2**53
@@ -86,9 +87,10 @@ class EventResult:
 @dataclass
 class _Weights:
     """An event-fed layer's weights, [F_in, F_out] or [k·k·C_in, C_out] (rows (ky·k + kx)·C_in + c), 64-byte
-    aligned, and its per-output gain and offset."""
+    aligned, its accumulator's type, and its per-output gain and offset."""
 
-    values: np.ndarray  # integer codes (int16, int32, or float64 beyond int32: exact sums), or float64 weights
+    values: np.ndarray  # integer codes (int8 where they fit, else the accumulator's type), or float64 weights
+    accumulator: type  # int16 or int32 (integer codes: exact sums), or float64 (also codes beyond int32)
     gain: np.ndarray  # float64 [C_out]
     offset: np.ndarray  # float64 [C_out]
     fold: int = 0  # > 0: `values` holds the weights times 1, 2, … (`folded`), this many elements apart
@@ -134,7 +136,7 @@ class _Lif:
     def table(self, weights: _Weights) -> np.ndarray | None:
         """Threshold tables (`lif_tables`) for the integer accumulator of `weights`, where they apply: an integer
         membrane with at most `MAX_TABLE_LEVELS` levels fed by int16 / int32 codes."""
-        dtype = weights.values.dtype
+        dtype = np.dtype(weights.accumulator)
         if not self.integer or dtype not in (np.int16, np.int32) or self.high - self.low + 1 > MAX_TABLE_LEVELS:
             return None
         return aligned(lif_table(weights.gain, weights.offset, self.frac, self.shift, int(self.threshold) << self.frac,
@@ -208,7 +210,10 @@ def _weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.
         values = values * np.where(gain < 0, -1, 1).astype(values.dtype)
         gain = np.abs(gain)
     rows, fold = folded(values.reshape(-1, values.shape[-1]), max_value)
-    return _Weights(rows, gain, offset, fold)
+    accumulator = rows.dtype.type
+    if rows.dtype.kind == "i" and rows.size and int(np.abs(rows).max()) <= INT8_LIMIT:
+        rows = aligned(rows.astype(np.int8))  # half the bytes to stream; sign-extended as they load
+    return _Weights(rows, accumulator, gain, offset, fold)
 
 
 def folded(rows: np.ndarray, max_value: int) -> tuple[np.ndarray, int]:
@@ -381,6 +386,7 @@ class EventEngine:
         high = largest_count(frames.numpy().reshape(-1))
         if high is None or high > FRAME_COUNT_LIMIT:
             return False
+        self._counted = high > 1  # whether the frame events carry counts (values) or are all 1
         bound = 1 << max(0, math.ceil(math.log2(max(high, 1.0))))  # the largest count the weights are built for
         cache = self.__dict__.setdefault("_first_weights", {})
         if bound not in cache:
@@ -396,9 +402,12 @@ class EventEngine:
         """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] as events (position, channel, count):
         positions y·W + x for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
         x = frames[t0:t0 + window]
-        x = (x.reshape(window, x.shape[1], -1) if self.conv else x.reshape(window, -1, 1)).numpy()  # [T, C, P]
-        events = _Events.buffers(self, ("frames",), window, x.shape[1] * x.shape[2], values=True)
-        events.has_values = kernels.frame_events(x, events.starts, events.pos, events.chan, events.values)
+        x = (x.reshape(window, x.shape[1], -1) if self.conv else x.reshape(window, -1, 1)).contiguous().numpy()
+        events = _Events.buffers(self, ("frames",), window, x.shape[1] * x.shape[2], values=True)  # x: [T, C, P]
+        scattered = self.conv and x.shape[1] <= SCATTER_CHANNELS  # `conv_scatter` takes them in any order
+        kernels.frame_events(x, x.view(f"i{x.itemsize}"), self._counted, not scattered, events.starts, events.pos,
+                             events.chan, events.values)
+        events.has_values = self._counted
         return events
 
     def _first_macs(self, shape: torch.Size) -> int:
@@ -487,7 +496,7 @@ class EventEngine:
         weights = self.layers[i]
         if not self.conv:
             features = weights.values.shape[1]
-            acc = self._buffer(("acc", i), (window, 1, 1, features), weights.values.dtype)
+            acc = self._buffer(("acc", i), (window, 1, 1, features), weights.accumulator)
             ops = self._linear(events, shape, weights.values, weights.fold, acc.reshape(window, features),
                                ("rows", i))
             return acc, (features,), ops
@@ -496,8 +505,8 @@ class EventEngine:
         height, width, channels = shape
         out_h, out_w = (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
         channels_out = weights.values.shape[1]
-        acc = self._buffer(("acc", i), (window, out_h, out_w, channels_out), weights.values.dtype)
-        if channels <= SCATTER_CHANNELS:
+        acc = self._buffer(("acc", i), (window, out_h, out_w, channels_out), weights.accumulator)
+        if channels <= SCATTER_CHANNELS:  # (`_frame_events` orders the events for it)
             taps = self._position_table(("taps", i), height, width, lambda y, x: _scatter_taps(
                 _taps(height, out_h, k, stride, pad)[y], _taps(width, out_w, k, stride, pad)[x], k, channels,
                 channels_out, out_w))

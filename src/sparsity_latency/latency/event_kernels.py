@@ -4,8 +4,9 @@ Every layer works on one sample's window of steps at once, one step after anothe
 neuron (y, x, c) of an H × W × C map sits at position p = y·W + x, flat index p·C + c.
 
 Events are step-major lists: the events of step t are the (position, channel) pairs
-`pos[i], chan[i]` for starts[t] ≤ i < starts[t + 1] (ascending for LIF output), with integer `values` when they
-come from average pooling (the spikes pooled there; the layer's gain holds the 1/k²), else value 1.
+`pos[i], chan[i]` for starts[t] ≤ i < starts[t + 1], ascending by position (every kernel writing events keeps
+that order; `conv_gather` relies on it), with integer `values` when they come from average pooling (the spikes
+pooled there; the layer's gain holds the 1/k²) or count frames, else value 1.
 
 - `conv_gather` / `linear_gather`: output-stationary. For each step and output neuron, the weight rows of the
   events that reach it are summed in up to four 512-bit registers (`latency.simd`: 128 int16 outputs at once)
@@ -57,6 +58,7 @@ from sparsity_latency.latency.simd import (
     vsplat,
     vstore,
     vsub,
+    vwidth,
     vzero,
 )
 
@@ -70,28 +72,29 @@ def _scaled(w, v, has_values):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _accumulate(a, weight, at, values, multiply, lo, hi, shift, vectors):
-    """a (4 vectors; the first `vectors` used) += value_i · weight[at[i] + shift …] (one vector each, consecutive),
-    for lo ≤ i < hi: `at` holds each event's flat offset into `weight` (its row times the columns); values
-    multiply only when `multiply` (else every event counts once, its value already folded into `at`)."""
+def _accumulate(a, weight, at, values, multiply, lo, hi, shift, vectors, out):
+    """a (4 vectors of `out`'s type; the first `vectors` used) += value_i · weight[at[i] + shift …] (one vector each,
+    consecutive; int8 weights sign-extended to the accumulator's type as they load), for lo ≤ i < hi: `at` holds
+    each event's flat offset into `weight` (its row times the columns); values multiply only when `multiply` (else
+    every event counts once, its value already folded into `at`)."""
     a0, a1, a2, a3 = a
-    width = 64 // weight.itemsize
+    width = vwidth(out)
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wraparound per event
         base = at[i] + shift
         v = values[i] if multiply else 1
-        a0 = vadd(a0, _scaled(vload(weight, base), v, multiply))
+        a0 = vadd(a0, _scaled(vload_as(weight, base, out), v, multiply))
         if vectors > 1:
-            a1 = vadd(a1, _scaled(vload(weight, base + width), v, multiply))
+            a1 = vadd(a1, _scaled(vload_as(weight, base + width, out), v, multiply))
         if vectors > 2:
-            a2 = vadd(a2, _scaled(vload(weight, base + 2 * width), v, multiply))
+            a2 = vadd(a2, _scaled(vload_as(weight, base + 2 * width, out), v, multiply))
         if vectors > 3:
-            a3 = vadd(a3, _scaled(vload(weight, base + 3 * width), v, multiply))
+            a3 = vadd(a3, _scaled(vload_as(weight, base + 3 * width, out), v, multiply))
     return a0, a1, a2, a3
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _store(out, at, a, vectors) -> None:
-    width = 64 // out.itemsize
+    width = vwidth(out)
     vstore(out, at, a[0])
     if vectors > 1:
         vstore(out, at + width, a[1])
@@ -119,24 +122,21 @@ def _offset(c, v, columns, fold, multiply):
 
 @numba.njit(cache=True, nogil=True)
 def _by_position(starts, pos, chan, values, has_values, fold, columns, t, key_of, first, key, value):
-    """The events (p, c) of step t sorted by position: position q's are key[first[q]:first[q + 1]] (and value[…]),
-    key = key_of[p] + `_offset(c, …)`. `first` has one entry per position plus one."""
+    """The events (p, c) of step t by position: position q's are key[first[q]:first[q + 1]] (and value[…]),
+    key = key_of[p] + `_offset(c, …)`. `first` has one entry per position plus one. The events come ascending by
+    position (every producer writes them so): each event writes its position's end (the last one's stays), and a
+    running max carries the ends across the positions without events. No branch per event."""
     multiply = has_values and fold == 0
+    lo, hi = np.uint64(starts[t]), np.uint64(starts[t + 1])
     first[:] = 0
-    for e in range(starts[t], starts[t + 1]):
-        first[pos[e] + 1] += 1
-    for q in range(1, len(first)):
-        first[q] += first[q - 1]
-    for e in range(starts[t], starts[t + 1]):
-        q = pos[e]
-        k = first[q]
-        key[k] = key_of[q] + _offset(chan[e], values[e] if has_values else 1, columns, fold, multiply)
+    for e in range(lo, hi):  # unsigned: no negative-index wraparound per event
+        p = np.uint64(pos[e])
+        first[p + np.uint64(1)] = e + np.uint64(1) - lo
+        key[e - lo] = key_of[p] + _offset(chan[e], values[e] if has_values else 1, columns, fold, multiply)
         if multiply:
-            value[k] = values[e]
-        first[q] = k + 1
-    for q in range(len(first) - 1, 0, -1):  # placing advanced each start to the next one's; shift back
-        first[q] = first[q - 1]
-    first[0] = 0
+            value[e - lo] = values[e]
+    for q in range(1, len(first)):
+        first[q] = max(first[q], first[q - 1])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -155,7 +155,7 @@ def conv_gather(starts, pos, chan, values, has_values, fold, in_height, in_width
     first [H·W + 1], key / value [H·W·C_in] are scratch.
     """
     columns = weight.shape[1]
-    width = 64 // weight.itemsize
+    width = vwidth(acc)
     whole = columns - columns % width
     multiply = has_values and fold == 0
     steps, out_height, out_width = acc.shape[0], acc.shape[1], acc.shape[2]
@@ -181,13 +181,13 @@ def conv_gather(starts, pos, chan, values, has_values, fold, in_height, in_width
                     origin = -(y0 * kernel + x0) * in_channels * columns
                     at = ((t * out_height + oy) * out_width + ox) * columns
                     if vectors > 0:
-                        a = vzero(weight), vzero(weight), vzero(weight), vzero(weight)
+                        a = vzero(flat), vzero(flat), vzero(flat), vzero(flat)
                         for y in range(y_lo, y_hi):
                             a = _accumulate(a, cells, key, value, multiply, first[y * in_width + x_lo],
-                                            first[y * in_width + x_hi], origin + offset, vectors)
+                                            first[y * in_width + x_hi], origin + offset, vectors, flat)
                         _store(flat, at + offset, a, vectors)
                     for column in range(max(offset + vectors * width, whole), min(offset + 4 * width, columns)):
-                        total = weight.dtype.type(0)
+                        total = acc.dtype.type(0)
                         for y in range(y_lo, y_hi):
                             total = _tail(cells, key, value, multiply, first[y * in_width + x_lo],
                                           first[y * in_width + x_hi], origin + column, total)
@@ -209,7 +209,7 @@ def conv_scatter(starts, pos, chan, values, has_values, fold, in_channels, kerne
     values as `conv_gather`'s (fold: copies per value; else multiply).
     """
     columns = weight.shape[1]
-    width = 64 // weight.itemsize
+    width = vwidth(acc)
     whole = columns - columns % width
     multiply = has_values and fold == 0
     out_width = acc.shape[2]
@@ -233,7 +233,7 @@ def conv_scatter(starts, pos, chan, values, has_values, fold, in_channels, kerne
                     at = out - j * back_y - i * back_x
                     for column in range(0, whole, width):
                         vstore(flat, at + column, vadd(vload(flat, at + column),
-                                                       _scaled(vload(cells, row + column), v, multiply)))
+                                                       _scaled(vload_as(cells, row + column, flat), v, multiply)))
                     for column in range(whole, columns):
                         w = cells[row + column]
                         flat[at + column] += v * w if multiply else w
@@ -246,7 +246,7 @@ def linear_gather(starts, pos, chan, values, has_values, fold, channels, weight,
     channels-last order); weight [F_in, F_out] ([V·F_in, F_out] with `fold` > 0, as `conv_gather`), acc
     [T, F_out], rows [events of a step] scratch. Returns the accumulates."""
     columns = weight.shape[1]
-    width = 64 // weight.itemsize
+    width = vwidth(acc)
     whole = columns - columns % width
     multiply = has_values and fold == 0
     flat, cells = acc.reshape(-1), weight.reshape(-1)
@@ -259,12 +259,12 @@ def linear_gather(starts, pos, chan, values, has_values, fold, channels, weight,
         step_values = values[lo:hi] if multiply else values
         for offset in range(0, whole, 4 * width):
             vectors = min(4, (whole - offset) // width)
-            a = _accumulate((vzero(weight), vzero(weight), vzero(weight), vzero(weight)), cells, rows, step_values,
-                            multiply, 0, hi - lo, offset, vectors)
+            a = _accumulate((vzero(flat), vzero(flat), vzero(flat), vzero(flat)), cells, rows, step_values,
+                            multiply, 0, hi - lo, offset, vectors, flat)
             _store(flat, t * columns + offset, a, vectors)
         for column in range(whole, columns):
             flat[t * columns + column] = _tail(cells, rows, step_values, multiply, 0, hi - lo, column,
-                                               weight.dtype.type(0))
+                                               acc.dtype.type(0))
         ops += hi - lo
     return ops * columns
 
@@ -278,7 +278,7 @@ def pool_grid(grid, channels, starts, pos, chan, values):
     slots); the grid is left zero. (The pooling's accumulates, the spikes inside a window, are what the LIF
     kernel returns when it pools.)"""
     steps, cells = grid.shape[0], grid.shape[1] // channels
-    width = 64 // grid.itemsize
+    width = vwidth(grid)
     whole = channels - channels % width
     flat = grid.reshape(-1)
     zero = vzero(grid)
@@ -300,25 +300,49 @@ def pool_grid(grid, channels, starts, pos, chan, values):
 
 
 @numba.njit(cache=True, nogil=True)
-def frame_events(frames, starts, pos, chan, values):
-    """The nonzero pixels of count frames [T, C, P] (integer-valued floats) as step-major events with the counts
-    as values (channel-major, then position, within a step). Branch-free: every pixel is written at the end of
-    the list, which advances past the nonzero ones (pos / chan / values need one spare slot). Returns whether
-    any count exceeds 1."""
-    n = 0
-    above_one = False
-    starts[0] = 0
-    for t in range(frames.shape[0]):
-        for c in range(frames.shape[1]):
-            for p in range(frames.shape[2]):
-                count = frames[t, c, p]
-                pos[n] = p
-                chan[n] = c
-                values[n] = np.int32(count)
-                above_one |= count > 1
-                n += count != 0
+def frame_events(frames, bits, counted, by_position, starts, pos, chan, values):
+    """The nonzero pixels of count frames [T, C, P] (whole numbers ≥ 0: `count_range`) as step-major events, their
+    counts as values when `counted` (else every count is 1 and `values` is left alone). `bits` is the same memory
+    as signed integers of the frames' width: a count is nonzero exactly when its bit pattern is > 0.
+
+    Channel by channel (c, then p, within a step: what `conv_scatter` wants, and it ignores order), 16 positions
+    at a time, compressed as `_append` does (pos / chan need 16 spare slots); or, `by_position`, position by
+    position (p, then c), the order the gathers rely on, one pixel at a time."""
+    steps, channels, positions = frames.shape
+    width = vwidth(bits)
+    whole = positions - positions % 16
+    flat = bits.reshape(-1)
+    zero = vzero(bits)
+    n = starts[0] = 0
+    for t in range(steps):
+        if by_position:
+            for p in range(positions):
+                for c in range(channels):
+                    if bits[t, c, p] > 0:
+                        pos[n], chan[n] = p, c
+                        values[n] = np.int32(frames[t, c, p]) if counted else 1
+                        n += 1
+        else:
+            for c in range(channels):
+                base = (t * channels + c) * positions
+                for p in range(0, whole, 16):
+                    mask = np.uint64(0)
+                    for half in range(0, 16, width):
+                        mask |= vbits(vgt(vload(flat, base + p + half), zero)) << np.uint64(half)
+                    vcompress(pos, n, vadd(vload(LANE, 0), vsplat(pos, p)), mask)
+                    vstore(chan, n, vsplat(chan, c))
+                    if counted:
+                        rest = mask
+                        for k in range(n, n + popcount(mask)):
+                            values[k] = np.int32(frames[t, c, p + np.int64(trailing_zeros(rest))])
+                            rest &= rest - np.uint64(1)
+                    n += popcount(mask)
+                for p in range(whole, positions):
+                    if bits[t, c, p] > 0:
+                        pos[n], chan[n] = p, c
+                        values[n] = np.int32(frames[t, c, p]) if counted else 1
+                        n += 1
         starts[t + 1] = n
-    return above_one
 
 
 @numba.njit(cache=True, nogil=True)
@@ -462,7 +486,7 @@ def _append(bits, width, p, offset, pos, chan, n, values, counts, at):
 def _pick(table, m, low, levels, at):
     """The threshold at flat offset `at` of the tables (level `low`), of each lane's stored level m: the levels
     follow one vector apart."""
-    width = 64 // table.itemsize
+    width = vwidth(table)
     bound = vload(table, at)
     for k in range(1, levels):
         bound = vselect(veq(m, vsplat(m, low + k)), vload(table, at + k * width), bound)
@@ -473,7 +497,7 @@ def _pick(table, m, low, levels, at):
 def _level(a, table, m, low, levels, at):
     """The level low + #{j : a > threshold j} over the levels − 1 thresholds from flat offset `at` on, 4 vectors
     apart (one per level of the padded table)."""
-    width = 64 // table.itemsize
+    width = vwidth(table)
     level = vsplat(a, low)
     for j in range(levels - 1):
         level = vsub(level, vgt(a, _pick(table, m, low, levels, at + 4 * j * width)))  # a true mask is −1
@@ -485,7 +509,7 @@ def _table_step(a, m, table, low, levels, zero_reset, reset, at):
     """One step of one vector of neurons (accumulators a, stored levels m) by the thresholds of the block at flat
     offset `at`: (spike mask, next levels). Only the `levels` stored levels and their thresholds are read, so
     that with a constant `levels` (the caller branches on it) the selects are straight-line code."""
-    width = 64 // table.itemsize
+    width = vwidth(table)
     fired = vgt(a, _pick(table, m, low, levels, at))
     after = _level(a, table, m, low, levels, at + 4 * width)
     after = vselect(fired, vsplat(m, reset) if zero_reset else _level(a, table, m, low, levels, at + 16 * width),
@@ -505,7 +529,7 @@ def lif_table(acc, table, low, levels, zero_reset, reset, state, record, spikes,
     reading one contiguous block of thresholds (the table is padded to 4 levels).
     """
     steps, positions, channels = acc.shape
-    width = 64 // acc.itemsize
+    width = vwidth(acc)
     whole = channels - channels % width
     block = table.shape[1] * table.shape[2] * width
     flat_acc, flat_state, bounds, flat_grid = acc.reshape(-1), state.reshape(-1), table.reshape(-1), grid.reshape(-1)

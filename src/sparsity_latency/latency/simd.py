@@ -7,6 +7,8 @@ adds into a few of them runs at load throughput. The operations are numba intrin
 `numba.njit` code:
 
 - `vzero(array)`: a zero vector of the array's element type;
+- `vwidth(array)`: the lanes of that vector, a compile-time constant (`64 // array.itemsize` is read at run time,
+  and a loop stepping by it divides to find its trip count);
 - `vload(array, offset)`: the `lanes` elements of `array` (C-contiguous, any shape) from flat offset `offset` on;
 - `vstore(array, offset, v)`: the reverse;
 - `vload_as(array, offset, like)` (integer lanes): as many elements of `array` from flat offset `offset` on as a
@@ -66,6 +68,15 @@ def vzero(typingctx, array):
     def codegen(context, builder, signature, args):
         return ir.Constant(context.get_data_type(vector), None)
     return vector(array), codegen
+
+
+@intrinsic
+def vwidth(typingctx, array):
+    lanes = Vector(array.dtype).lanes
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(ir.IntType(64), lanes)
+    return types.int64(array), codegen
 
 
 @intrinsic
