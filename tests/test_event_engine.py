@@ -148,6 +148,22 @@ def test_register_blocks_match_dense(name: str, weight_bits: int, accumulator: s
     assert check_against_dense(model, inputs(name, batch=1, dtype=torch.float64)) is None
 
 
+@pytest.mark.parametrize("name", ["tiny-conv", "vgg9"])
+@pytest.mark.parametrize("count", [1, 3])
+def test_int8_sums_match_dense(name: str, count: int) -> None:
+    """A frame-fed layer whose sums cannot pass 127 (2 polarities × 9 taps × ternary codes × counts up to 4) and
+    whose 64 outputs fill whole vectors sums in int8, 64 lanes per add, its LIF layer comparing with int8
+    tables; the layers after it, whose sums can, in int16: every spike equal in float64."""
+    model = calibrated(name, 4, torch.float64, channels=(64,) * len(CHANNELS[name]), membrane_bits=1.58,
+                       weight_bits=2)
+    frames = inputs(name, dtype=torch.float64) * count
+    engine = EventEngine.from_model(model)
+    engine.run(frames)
+    assert engine.layers[1].accumulator is np.int8 and engine.tables[1].dtype == np.int8
+    assert engine.layers[2].accumulator is np.int16
+    assert check_against_dense(model, frames) is None
+
+
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_synops_equal_opcount(name: str) -> None:
     model = calibrated(name, 5, weight_bits=2)

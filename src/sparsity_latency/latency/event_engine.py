@@ -25,8 +25,10 @@ A trained `ConvSNN` (tiny-conv, vgg9) or `SpikingMLP` runs layer by layer over o
    float64, and averages over time: logits = mean_t fc(s_t).
 
 Accumulators: when every nonzero quantized weight is an exact integer multiple of one step (ternary weights
-always are), the integer codes are added in int16 (32 lanes per 512-bit add, `latency.simd`) when no sum can
-pass 2^15, else in int32: the sums are exact. Otherwise the float32 weights are added in float64. Either way a
+always are), the integer codes are added in int8 (64 lanes per 512-bit add, `latency.simd`) when no sum can pass
+127 and the outputs fill whole vectors (a frame-fed layer of polarities), in int16 (32 lanes) when none can pass
+2^15, else in int32: the sums are exact. Codes that fit int8 are stored as int8 whatever the sums' type, and
+widened as they load (half the bytes to stream). Otherwise the float32 weights are added in float64. Either way a
 current differs from the dense float32 one only by the dense path's own rounding, so a spike can differ only
 where the dense membrane lies within float32 rounding of a decision boundary (the tests check that the spikes
 are equal).
@@ -52,6 +54,7 @@ from torch import nn
 from sparsity_latency.latency import event_kernels as kernels
 from sparsity_latency.latency.lif_tables import MAX_TABLE_LEVELS, lif_table, reset_level
 from sparsity_latency.latency.opcount import dense_macs
+from sparsity_latency.latency.simd import lanes
 from sparsity_latency.models.conv_snn import ConvSNN
 from sparsity_latency.models.mlp import SpikingMLP
 from sparsity_latency.neurons.integer import MAX_FRAC_BITS
@@ -61,6 +64,7 @@ WINDOW_STEPS = 32  # steps per layer call: bounds the accumulators and event lis
 INT8_LIMIT = 2**7 - 1
 INT16_LIMIT = 2**15 - 1
 INT32_LIMIT = 2**31 - 1
+SUM_LIMITS = {"int8": INT8_LIMIT, "int16": INT16_LIMIT, "int32": INT32_LIMIT}  # integer sums' type → their bound
 FLOAT64_EXACT = 2**53
 FRAME_COUNT_LIMIT = 1 << 10  # frames of integer counts up to this run the first layer from events
 CODE_LIMIT = 1 << 10  # largest integer weight code accepted for the integer accumulators
@@ -135,13 +139,12 @@ class _Lif:
 
     def table(self, weights: _Weights) -> np.ndarray | None:
         """Threshold tables (`lif_tables`) for the integer accumulator of `weights`, where they apply: an integer
-        membrane with at most `MAX_TABLE_LEVELS` levels fed by int16 / int32 codes."""
+        membrane with at most `MAX_TABLE_LEVELS` levels fed by int8 / int16 / int32 sums."""
         dtype = np.dtype(weights.accumulator)
-        if not self.integer or dtype not in (np.int16, np.int32) or self.high - self.low + 1 > MAX_TABLE_LEVELS:
+        if not self.integer or dtype.name not in SUM_LIMITS or self.high - self.low + 1 > MAX_TABLE_LEVELS:
             return None
         return aligned(lif_table(weights.gain, weights.offset, self.frac, self.shift, int(self.threshold) << self.frac,
-                                 int(self.low), int(self.high), self.zero_reset,
-                                 INT16_LIMIT if dtype == np.int16 else INT32_LIMIT, dtype.type))
+                                 int(self.low), int(self.high), self.zero_reset, SUM_LIMITS[dtype.name], dtype.type))
 
     def run(self, acc: np.ndarray, gain: np.ndarray, offset: np.ndarray, table: np.ndarray | None,
             state: np.ndarray, spikes: np.ndarray | None, events: _Events, pool: tuple[np.ndarray, np.ndarray]
@@ -163,6 +166,39 @@ class _Lif:
         return kernels.lif_float(acc, gain, offset, dtype(self.beta), dtype(self.threshold), self.quantized,
                                  dtype(self.low), dtype(self.high), self.zero_reset, state, record, spikes,
                                  events.starts, events.pos, events.chan, *pool)
+
+
+def _updater(lif: _Lif, window: int, gain: np.ndarray, offset: np.ndarray, table: np.ndarray | None,
+             state: np.ndarray, events: _Events, pool: tuple[np.ndarray, np.ndarray]
+             ) -> Callable[[np.ndarray, np.ndarray | None], int]:
+    """`lif.run` with everything but the accumulator [window, H, W, C] and the spikes to record bound."""
+    def update(acc: np.ndarray, spikes: np.ndarray | None) -> int:
+        return lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, table, state, spikes, events, pool)
+    return update
+
+
+@dataclass
+class _Stage:
+    """A weight layer, its LIF layer and the pool after it, for windows of one length: every buffer and kernel
+    argument bound once (`EventEngine._build_plan`), so that running it is a few calls."""
+
+    name: str  # conv{i} / fc{i}
+    shape: tuple[int, ...]  # the LIF layer's map: (H, W, C) or (N,)
+    state: np.ndarray  # its membranes [P, C], kept between windows
+    update: Callable[[np.ndarray, np.ndarray | None], int]  # (acc, spikes to record or None) → spikes (`_Lif.run`)
+    acc: np.ndarray | None  # the accumulator `accumulate` fills; None with it: currents from torch (`_first_layer`)
+    accumulate: Callable[[], int] | None  # sums the input events into acc; returns the SynOps
+    pool: Callable[[], None] | None = None  # the pool's events from the counts the LIF layer left (`pool_grid`)
+
+
+@dataclass
+class _Plan:
+    """A sample window's stages, its readout (acc [window, classes] → accumulates) and, when the first layer runs
+    from events, the event lists `_frame_events` fills for it."""
+
+    stages: list[_Stage]
+    readout: Callable[[np.ndarray], int]
+    frames: _Events | None
 
 
 def _lif(name: str, layer: nn.Module) -> _Lif:
@@ -201,8 +237,9 @@ def _weights(name: str, weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.
     codes = torch.round(w / step)
     worst = float(codes.abs().amax(dim=-1).sum(dim=tuple(range(w.dim() - 1))).max()) * max_value if w.numel() else 0
     if w.numel() and torch.equal(codes * step, w) and float(codes.abs().max()) <= CODE_LIMIT and worst <= FLOAT64_EXACT:
-        values = codes.numpy().astype(np.int16 if worst <= INT16_LIMIT else np.int32 if worst <= INT32_LIMIT
-                                      else np.float64)
+        narrow = worst <= INT8_LIMIT and w.shape[-1] % lanes(np.int8) == 0  # only whole 64-lane vectors of outputs
+        values = codes.numpy().astype(np.int8 if narrow else np.int16 if worst <= INT16_LIMIT
+                                      else np.int32 if worst <= INT32_LIMIT else np.float64)
     else:
         values, step = w.numpy(), 1.0
     gain, offset = _fold_bn(name, bn, weight.shape[0], bias, step * input_scale)
@@ -343,7 +380,7 @@ class EventEngine:
         try:
             return self._run(frames, record_spikes)
         except BaseException:
-            self._buffers = {}  # a pooling grid may be left nonzero
+            self._buffers, self._plans = {}, {}  # a pooling grid may be left nonzero
             raise
 
     def _run(self, frames: torch.Tensor, record_spikes: bool) -> EventResult:
@@ -398,17 +435,14 @@ class EventEngine:
         self.layers[1], self.tables[1] = cache[bound]
         return True
 
-    def _frame_events(self, frames: torch.Tensor, t0: int, window: int) -> _Events:
-        """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] as events (position, channel, count):
-        positions y·W + x for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
+    def _frame_events(self, frames: torch.Tensor, t0: int, window: int, events: _Events) -> None:
+        """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] as events (position, channel, count) in
+        `events`: positions y·W + x for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
         x = frames[t0:t0 + window]
         x = (x.reshape(window, x.shape[1], -1) if self.conv else x.reshape(window, -1, 1)).contiguous().numpy()
-        events = _Events.buffers(self, ("frames",), window, x.shape[1] * x.shape[2], values=True)  # x: [T, C, P]
-        scattered = self.conv and x.shape[1] <= SCATTER_CHANNELS  # `conv_scatter` takes them in any order
-        kernels.frame_events(x, x.view(f"i{x.itemsize}"), self._counted, not scattered, events.starts, events.pos,
+        scattered = self.conv and x.shape[1] <= SCATTER_CHANNELS  # x: [T, C, P]; `conv_scatter` takes any order
+        kernels.frame_events(x, x.view(f"i{x.itemsize}"), events.has_values, not scattered, events.starts, events.pos,
                              events.chan, events.values)
-        events.has_values = self._counted
-        return events
 
     def _first_macs(self, shape: torch.Size) -> int:
         return dense_macs(self.first, tuple(shape) if self.conv else (math.prod(shape),))
@@ -443,63 +477,95 @@ class EventEngine:
             first_shape = tuple(current.shape[1:] if self.conv else current.shape[3:])
         else:
             first_shape = tuple(frames.shape[2:]) + tuple(frames.shape[1:2]) if self.conv else (frames[0].numel(),)
-        states: list[np.ndarray] = []
         recorded: list[tuple[np.ndarray, tuple[int, ...]]] = []
         readout = self._buffer(("readout",), (steps, self.readout.out_features), np.float64)
         for t0 in range(0, steps, WINDOW_STEPS):
             window = min(steps - t0, WINDOW_STEPS)
-            shape, events = first_shape, None
-            for i in range(1, self.depth + 1):
-                name = f"conv{i}" if self.conv else f"fc{i}"
+            plan = self._plan(first_shape, window, model_type, current is None)
+            if t0 == 0:
+                for stage in plan.stages:
+                    stage.state.fill(0)  # at rest; a kept buffer, not a fresh one whose pages fault in the first step
+                recorded = [(np.empty((steps, math.prod(stage.shape)), dtype=np.uint8), stage.shape)
+                            for stage in plan.stages] if record else []
+            for index, stage in enumerate(plan.stages):
                 begin = time.perf_counter_ns()
-                if i == 1 and current is not None:  # currents computed densely (`_first_layer`)
+                if stage.accumulate is None:  # currents computed densely (`_first_layer`)
                     acc = np.ascontiguousarray(current[t0:t0 + window])
-                    gain = np.ones(acc.shape[3])
-                    offset = np.zeros_like(gain)
                 else:
-                    if i == 1:
-                        events = self._frame_events(frames, t0, window)
-                    acc, shape, ops = self._gather(i, events, shape, window)
-                    synops[name] = synops.get(name, 0.0) + ops
-                    gain, offset = self.layers[i].gain, self.layers[i].offset
-                    begin = _timed(layer_ns, name, begin)
-                lif = self.lifs[i - 1]
-                neurons = math.prod(shape)
-                if t0 == 0:
-                    state = self._buffer(("state", i), (math.prod(acc.shape[1:3]), acc.shape[3]),
-                                         lif.state_type(model_type, self.tables[i]))
-                    state.fill(0)  # at rest; a kept buffer, not a fresh one whose pages fault in the first step
-                    states.append(state)
-                    if record:
-                        recorded.append((np.empty((steps, neurons), dtype=np.uint8), shape))
-                events = _Events.buffers(self, ("lif", i), window, 0 if i in self.pools else neurons)
-                pool = self._pool_grid(i, shape, window)
-                fired = lif.run(acc.reshape(window, -1, acc.shape[3]), gain, offset, self.tables[i], states[i - 1],
-                                recorded[i - 1][0][t0:t0 + window] if record else None, events, pool)
-                begin = _timed(layer_ns, f"lif{i}", begin)
-                if i in self.pools:
-                    events, shape = self._pool(i, pool[1], shape, window)
-                    synops[f"pool{i}"] = synops.get(f"pool{i}", 0.0) + fired  # one accumulate per spike pooled
-                    _timed(layer_ns, f"pool{i}", begin)
+                    if index == 0:
+                        self._frame_events(frames, t0, window, plan.frames)
+                    synops[stage.name] = synops.get(stage.name, 0.0) + stage.accumulate()
+                    acc = stage.acc
+                    begin = _timed(layer_ns, stage.name, begin)
+                fired = stage.update(acc, recorded[index][0][t0:t0 + window] if record else None)
+                begin = _timed(layer_ns, f"lif{index + 1}", begin)
+                if stage.pool is not None:
+                    stage.pool()
+                    name = f"pool{index + 1}"
+                    synops[name] = synops.get(name, 0.0) + fired  # one accumulate per spike pooled
+                    _timed(layer_ns, name, begin)
             begin = time.perf_counter_ns()
-            synops["fc"] = synops.get("fc", 0.0) + self._readout(events, shape, readout[t0:t0 + window])
+            synops["fc"] = synops.get("fc", 0.0) + plan.readout(readout[t0:t0 + window])
             _timed(layer_ns, "fc", begin)
         begin = time.perf_counter_ns()
         logits = readout.mean(axis=0) * self.readout_scale + self.readout_bias  # mean_t fc(s_t)
         _timed(layer_ns, "fc", begin)
         return logits, recorded
 
-    def _gather(self, i: int, events: _Events, shape: tuple[int, ...], window: int
-                ) -> tuple[np.ndarray, tuple[int, ...], int]:
-        """Layer i's accumulator [window, H_out, W_out, C_out] ([window, 1, 1, F_out] when linear) from the events of
-        its input map `shape`, the output map's shape, and the SynOps."""
+    def _plan(self, first_shape: tuple[int, ...], window: int, model_type: type, by_events: bool) -> _Plan:
+        """The stages for windows of `window` steps from a first-layer input of `first_shape` (`_build_plan`), kept
+        per input shape, window, model type and first-layer weights (they follow the frames' largest count)."""
+        first = (id(self.layers[1]), self._counted) if by_events else None
+        key = (first_shape, window, model_type, first)
+        plans = self.__dict__.setdefault("_plans", {})
+        if key not in plans:
+            plans[key] = self._build_plan(first_shape, window, model_type, by_events)
+        return plans[key]
+
+    def _build_plan(self, first_shape: tuple[int, ...], window: int, model_type: type, by_events: bool) -> _Plan:
+        """Every layer's buffers and kernel calls, bound once: what a window of a sample runs (`_sample`)."""
+        frames = None
+        if by_events:
+            frames = _Events.buffers(self, ("frames",), window, math.prod(first_shape), values=True)
+            frames.has_values = self._counted  # counts above 1 ride along as values
+        events, shape, stages = frames, first_shape, []
+        for i in range(1, self.depth + 1):
+            lif, table = self.lifs[i - 1], self.tables[i]
+            if i == 1 and not by_events:
+                acc, accumulate = None, None
+                gain, offset = np.ones(shape[-1]), np.zeros(shape[-1])
+            else:
+                acc, shape, accumulate = self._accumulator(i, events, shape, window)
+                gain, offset = self.layers[i].gain, self.layers[i].offset
+            state = self._buffer(("state", i), (math.prod(shape[:-1]), shape[-1]), lif.state_type(model_type, table))
+            out = _Events.buffers(self, ("lif", i), window, 0 if i in self.pools else math.prod(shape))
+            pool = self._pool_grid(i, shape, window)
+            stage = _Stage(f"{'conv' if self.conv else 'fc'}{i}", shape, state, _updater(
+                lif, window, gain, offset, table, state, out, pool), acc, accumulate)
+            if i in self.pools:
+                shape = self._pooled_shape(i, shape)
+                out = _Events.buffers(self, ("pool", i), window, math.prod(shape), values=True)
+                stage.pool = functools.partial(kernels.pool_grid, pool[1], shape[2], out.starts, out.pos, out.chan,
+                                               out.values)
+            stages.append(stage)
+            events = out
+        weight, fold = self._readout_weight(shape)
+        rows = self._buffer(("rows", "fc"), (math.prod(shape),), np.int64)
+        head = (events.starts, events.pos, events.chan, events.values, events.has_values, fold, shape[-1], weight)
+        return _Plan(stages, lambda acc: kernels.linear_gather(*head, acc, rows), frames)
+
+    def _accumulator(self, i: int, events: _Events, shape: tuple[int, ...], window: int
+                     ) -> tuple[np.ndarray, tuple[int, ...], Callable[[], int]]:
+        """Layer i's accumulator [window, H_out, W_out, C_out] ([window, 1, 1, F_out] when linear), the output map's
+        shape, and the kernel call that fills it from the events of its input map `shape` (returning the SynOps)."""
         weights = self.layers[i]
+        head = (events.starts, events.pos, events.chan, events.values, events.has_values, weights.fold)
         if not self.conv:
             features = weights.values.shape[1]
             acc = self._buffer(("acc", i), (window, 1, 1, features), weights.accumulator)
-            ops = self._linear(events, shape, weights.values, weights.fold, acc.reshape(window, features),
-                               ("rows", i))
-            return acc, (features,), ops
+            rows = self._buffer(("rows", i), (math.prod(shape),), np.int64)
+            return acc, (features,), functools.partial(kernels.linear_gather, *head, shape[-1], weights.values,
+                                                       acc.reshape(window, features), rows)
         layer = getattr(self.model, f"conv{i}")
         stride, pad, k = layer.stride[0], layer.padding[0], layer.kernel_size[0]
         height, width, channels = shape
@@ -510,16 +576,14 @@ class EventEngine:
             taps = self._position_table(("taps", i), height, width, lambda y, x: _scatter_taps(
                 _taps(height, out_h, k, stride, pad)[y], _taps(width, out_w, k, stride, pad)[x], k, channels,
                 channels_out, out_w))
-            return acc, (out_h, out_w, channels_out), kernels.conv_scatter(
-                events.starts, events.pos, events.chan, events.values, events.has_values, weights.fold, channels, k,
-                stride, weights.values, acc, taps)
+            return acc, (out_h, out_w, channels_out), functools.partial(
+                kernels.conv_scatter, *head, channels, k, stride, weights.values, acc, taps)
         key_of = self._position_table(("key", i), height, width, lambda y, x: (y * k + x) * channels * channels_out)
-        ops = kernels.conv_gather(events.starts, events.pos, events.chan, events.values, events.has_values,
-                                  weights.fold, height, width, channels, k, stride, pad, weights.values, acc, key_of,
-                                  self._buffer(("first", i), (height * width + 1,), np.int64),
-                                  self._buffer(("key", i), (height * width * channels,), np.int64),
-                                  self._buffer(("value", i), (height * width * channels,), np.int32))
-        return acc, (out_h, out_w, channels_out), ops
+        return acc, (out_h, out_w, channels_out), functools.partial(
+            kernels.conv_gather, *head, height, width, channels, k, stride, pad, weights.values, acc, key_of,
+            self._buffer(("first", i), (height * width + 1,), np.int64),
+            self._buffer(("key", i), (height * width * channels,), np.int64),
+            self._buffer(("value", i), (height * width * channels,), np.int32))
 
     def _position_table(self, key: tuple, height: int, width: int,
                         build: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
@@ -530,12 +594,6 @@ class EventEngine:
             y, x = np.divmod(np.arange(height * width, dtype=np.int64), width)
             tables[*key, height, width] = build(y, x)
         return tables[*key, height, width]
-
-    def _linear(self, events: _Events, shape: tuple[int, ...], weight: np.ndarray, fold: int, acc: np.ndarray,
-                key: tuple) -> int:
-        """acc [window, F_out] of a linear layer fed by the events of map `shape`; returns the accumulates."""
-        return kernels.linear_gather(events.starts, events.pos, events.chan, events.values, events.has_values, fold,
-                                     shape[-1], weight, acc, self._buffer(key, (math.prod(shape),), np.int64))
 
     def _count_type(self, i: int) -> type:
         """The type of LIF layer i's pool counts: the accumulator's on the table path (one vector add per vector of
@@ -557,21 +615,6 @@ class EventEngine:
         cell_of = self._position_table(("cell", i), shape[0], shape[1], lambda y, x: np.where(
             (y // size < out_h) & (x // size < out_w), (y // size) * out_w + x // size, -1).astype(np.int32))
         return cell_of, self._buffer(("grid", i), (window, out_h * out_w * channels), self._count_type(i))
-
-    def _pool(self, i: int, grid: np.ndarray, shape: tuple[int, ...], window: int
-              ) -> tuple[_Events, tuple[int, ...]]:
-        """The events of pool i (values = spikes per window) from the counts its LIF layer left in `grid`, and its
-        map shape."""
-        pooled_shape = self._pooled_shape(i, shape)
-        pooled = _Events.buffers(self, ("pool", i), window, math.prod(pooled_shape), values=True)
-        kernels.pool_grid(grid, pooled_shape[2], pooled.starts, pooled.pos, pooled.chan, pooled.values)
-        return pooled, pooled_shape
-
-    def _readout(self, events: _Events, shape: tuple[int, ...], acc: np.ndarray) -> int:
-        """acc [window, classes] (float64) = the readout's weights summed over the last layer's events, step by step
-        (without its bias and the last pool's 1/k²: `readout_scale`); returns the accumulates."""
-        weight, fold = self._readout_weight(shape)
-        return self._linear(events, shape, weight, fold, acc, ("rows", "fc"))
 
     def _readout_weight(self, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
         """The readout's weight [F_in, classes] in float64, its inputs in channels-last order, `folded` for the
