@@ -9,12 +9,13 @@ that order; `conv_gather` relies on it), with integer `values` when they come fr
 pooled there; the layer's gain holds the 1/k²) or count frames, else value 1.
 
 - `conv_gather` / `linear_gather`: output-stationary. For each step and output neuron, the weight rows of the
-  events that reach it are summed in up to four 512-bit registers (`latency.simd`: 128 int16 outputs at once)
-  and stored once; the sum visits exactly the events × true fan-out (the SynOps, returned). The conv sorts a
-  step's events by position first, so that one kernel row's inputs form one contiguous stretch (see
-  `conv_gather`). A scatter (each event adding into memory) was measured 2-4× slower: every add was a load and
-  a store waiting on the one before. Pooled inputs (values 1…4) add a pre-scaled copy of the weight row
-  (`fold`: the copies for values 1, 2, … follow one another) instead of multiplying.
+  events that reach it are summed in up to four 512-bit registers (`latency.simd`: 128 int16 outputs at once;
+  int8 weights are widened as they load) and stored once; the sum visits exactly the events × true fan-out
+  (the SynOps, returned). A step's events come in position order, so one kernel row's inputs form one
+  contiguous stretch (see `conv_gather`), found by one pass over the events (`_by_position`). A scatter (each
+  event adding into memory) was measured 2-4× slower: every add was a load and a store waiting on the one
+  before. Pooled inputs (values 1…4) add a pre-scaled copy of the weight row (`fold`: the copies for values
+  1, 2, … follow one another) instead of multiplying.
 - `conv_scatter`: the same sums input-stationary (each event adds into the outputs it reaches, its taps looked
   up per position: no division per event or tap), for a layer whose output neurons receive too few events to pay
   for visiting their kernel rows (the frame-fed first layer).
