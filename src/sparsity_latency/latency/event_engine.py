@@ -97,7 +97,7 @@ class _Weights:
     aligned, its accumulator's type, and its per-output gain and offset."""
 
     values: np.ndarray  # integer codes (int8 where they fit, else the accumulator's type), or float64 weights
-    accumulator: type  # int16 or int32 (integer codes: exact sums), or float64 (also codes beyond int32)
+    accumulator: type  # int8, int16 or int32 (integer codes: exact sums), or float64 (also codes beyond int32)
     gain: np.ndarray  # float64 [C_out]
     offset: np.ndarray  # float64 [C_out]
     fold: int = 0  # > 0: `values` holds the weights times 1, 2, … (`folded`), this many elements apart
@@ -443,9 +443,14 @@ class EventEngine:
         `events`: positions y·W + x for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
         x = frames[t0:t0 + window]
         x = (x.reshape(window, x.shape[1], -1) if self.conv else x.reshape(window, -1, 1)).contiguous().numpy()
-        scattered = self.conv and x.shape[1] <= SCATTER_CHANNELS  # x: [T, C, P]; `conv_scatter` takes any order
-        kernels.frame_events(x, x.view(f"i{x.itemsize}"), events.has_values, not scattered, events.starts, events.pos,
+        by_position = not self._scatters(x.shape[1])  # x: [T, C, P]; `conv_scatter` takes any order
+        kernels.frame_events(x, x.view(f"i{x.itemsize}"), events.has_values, by_position, events.starts, events.pos,
                              events.chan, events.values)
+
+    def _scatters(self, channels: int) -> bool:
+        """Whether a layer fed by `channels` input channels scatters (`event_kernels.conv_scatter`: a conv of at most
+        `SCATTER_CHANNELS`, the frame-fed layer of polarities) instead of gathering."""
+        return self.conv and channels <= SCATTER_CHANNELS
 
     def _first_macs(self, shape: torch.Size) -> int:
         return dense_macs(self.first, tuple(shape) if self.conv else (math.prod(shape),))
@@ -575,7 +580,7 @@ class EventEngine:
         out_h, out_w = (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
         channels_out = weights.values.shape[1]
         acc = self._buffer(("acc", i), (window, out_h, out_w, channels_out), weights.accumulator)
-        if channels <= SCATTER_CHANNELS:  # (`_frame_events` orders the events for it)
+        if self._scatters(channels):  # (`_frame_events` orders the events for it)
             taps = self._position_table(("taps", i), height, width, lambda y, x: _scatter_taps(
                 _taps(height, out_h, k, stride, pad)[y], _taps(width, out_w, k, stride, pad)[x], k, channels,
                 channels_out, out_w))
