@@ -8,6 +8,9 @@ TORCHATTACKS_VERSION ?= 3.5.1
 # Where the CPU build of torch comes from when no local wheel is found (see README, "Installing torch").
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STUDY ?= experiments/smoke.toml
+# pytest workers (pytest-xdist): the suite is mostly one-threaded, so CI's two cores run it in two processes,
+# each with one torch thread (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
@@ -18,7 +21,7 @@ demo: install
 	$(BIN)/sparsity-latency study $(STUDY)
 
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: install-test
 	$(BIN)/python -m ruff check src tests benchmarks

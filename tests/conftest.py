@@ -12,6 +12,9 @@ import pytest
 
 SCRIPT = Path(sys.executable).with_name("sparsity-latency")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of `make test`'s workers, one per core: one thread each, for it
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the commands it starts (set before torch is imported)
+
 TINY_TOML = """
 [study]
 name = "tiny"

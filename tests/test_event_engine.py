@@ -295,6 +295,55 @@ def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, valu
                                                       (channels, height, width)))
 
 
+@pytest.mark.parametrize(("kernel", "stride", "pad", "channels"),
+                         [(3, 1, 1, 2), (3, 2, 1, 2), (4, 2, 1, 2), (5, 3, 2, 1), (2, 2, 0, 3), (1, 1, 0, 8)])
+@pytest.mark.parametrize(("accumulator", "channels_out"), [(np.int32, 37), (np.int16, 32), (np.int8, 64)])
+def test_lookup_equals_the_convolution(kernel: int, stride: int, pad: int, channels: int, accumulator: type,
+                                       channels_out: int) -> None:
+    """`conv_lookup` (the frame-fed layer's sums by table look-up) against F.conv2d on random binary frames, for
+    every geometry with kernel rows of up to 8 inputs (k·C_in): the patterns read from the lines are each kernel
+    row's inputs, the table sums their weight rows, and the SynOps are events × reached outputs. 37 output
+    channels leave a partial vector (int32); int8 sums fill 64-lane vectors."""
+    generator = torch.Generator().manual_seed(kernel * 100 + stride * 10 + pad + channels_out)
+    steps, height, width = 3, 11, 9
+    frames = (torch.rand((steps, channels, height, width), generator=generator) < 0.3).to(torch.int64)
+    top = 2 if accumulator == np.int8 else 3  # int8: no sum can pass 127 (2·k·k·C_in ≤ 64)
+    weight = torch.randint(-top, top + 1, (channels_out, channels, kernel, kernel), generator=generator)
+    expected = F.conv2d(frames.double(), weight.double(), stride=stride, padding=pad).permute(0, 2, 3, 1)
+    out_h, out_w = expected.shape[1:3]
+    t, c, p = torch.nonzero(frames.reshape(steps, channels, -1), as_tuple=True)
+    starts = np.searchsorted(t.numpy(), np.arange(steps + 1)).astype(np.int64)
+    rows = weight.permute(2, 3, 1, 0).reshape(-1, channels_out).numpy().astype(np.int8)  # widened by the table
+    table = event_engine._lookup_table(rows, accumulator, kernel, channels)
+    line = (width + 2 * pad) * channels + 8
+    y, x = np.divmod(np.arange(height * width), width)
+    byte_of = y * line + (x + pad) * channels  # pixel (x, c) of row y at byte (x + pad)·C_in + c of line y
+    reach = [sum(((z + pad - k) % stride == 0) & ((z + pad - k) // stride >= 0) & ((z + pad - k) // stride < out)
+                 for k in range(kernel)) for z, out in ((y, out_h), (x, out_w))]  # kernel rows / columns reaching
+    lines = np.full((height, line), 7, dtype=np.uint8)  # cleared by the kernel step by step
+    acc = np.full((steps, out_h, out_w, channels_out), 99, dtype=accumulator)  # every output written
+    ops = kernels.conv_lookup(starts, p.numpy().astype(np.int32), c.numpy().astype(np.int32), height, channels,
+                              kernel, stride, pad, byte_of, (reach[0] * reach[1]).astype(np.int64), table, acc, lines)
+    assert np.array_equal(acc, expected.numpy())
+    assert ops == synops(frames.double().unsqueeze(1), fan_out(nn.Conv2d(channels, channels_out, kernel, stride, pad),
+                                                               (channels, height, width)))
+
+
+@pytest.mark.parametrize("density", [0.01, 0.3])
+def test_first_layer_looks_up_or_scatters_whichever_is_cheaper(density: float,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binary frames: the frame-fed conv looks its sums up when the events are many (work ∝ outputs) and scatters
+    them when few (work ∝ events), with the dense path's spikes either way."""
+    called = []
+    for name in ("conv_lookup", "conv_scatter"):
+        kernel = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, kernel=kernel, name=name: called.append(name) or kernel(*args))
+    model = calibrated("tiny-conv", 5, torch.float64, membrane_bits=1.58, weight_bits=2)
+    frames = (torch.rand(6, 1, *SHAPES["tiny-conv"]) < density).double()
+    assert check_against_dense(model, frames) is None
+    assert set(called) == {"conv_scatter" if density < 0.05 else "conv_lookup"}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("by_position", [False, True])
 def test_frame_events_list_every_nonzero_pixel(dtype: type, by_position: bool) -> None:

@@ -55,7 +55,7 @@ def test_job_array_survives_a_preempted_and_a_killed_job(tmp_path: Path) -> None
     """Run 0's job is killed (SIGKILL): `study` resubmits it. Run 1's job gets USR2, what SLURM sends before a
     time limit or preemption: training checkpoints, submitit requeues the job and the requeued job resumes."""
     assert _cluster_up(), "SPARSITY_LATENCY_SLURM=1 but no SLURM cluster answers (scripts/slurm-single-node.sh)"
-    config, longer = CLUSTER_SMOKE, ("--set", "train.epochs=4")
+    config, longer = CLUSTER_SMOKE, ("--set", "train.epochs=10")  # still training when the signals come
     reference = run_cli("study", config, *longer, "--out", tmp_path / "inline", "--quiet", *CPU_ONLY)
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "slurm"

@@ -5,7 +5,9 @@ A trained `ConvSNN` (tiny-conv, vgg9) or `SpikingMLP` runs layer by layer over o
 1. The first weight layer is fed by frames. When they hold event counts (integers 0…`FRAME_COUNT_LIMIT`, what
    an event camera's frames are) and its weights are integer codes, it runs from events like every later layer:
    each nonzero pixel adds its count times its weight rows (`_frame_events`; with ≤ `SCATTER_CHANNELS` input
-   channels, polarities, into the outputs it reaches: `event_kernels.conv_scatter`). Otherwise (real-valued frames,
+   channels, polarities, into the outputs it reaches: `event_kernels.conv_scatter`, or, for binary frames with
+   many events, by looking each output's kernel rows up in a table of their input patterns' sums:
+   `event_kernels.conv_lookup`, whichever is cheaper for the window's event count). Otherwise (real-valued frames,
    float weights) it is computed densely with torch (the model's own convolution / linear and BatchNorm, so its
    currents are bit-identical to the dense path's), for the whole batch at once; its work is then MACs.
 2. Every later weight layer is fed by events: the spikes of the LIF layer before it, or the nonzero values of
@@ -73,6 +75,9 @@ FRAME_COUNT_LIMIT = 1 << 10  # frames of integer counts up to this run the first
 CODE_LIMIT = 1 << 10  # largest integer weight code accepted for the integer accumulators
 FOLD_LIMIT = 4  # inputs valued up to this (a 2×2 pool's counts) add pre-scaled weight rows (`folded`)
 SCATTER_CHANNELS = 4  # convs of this few input channels (frame-fed: polarities) scatter (`event_kernels.conv_scatter`)
+LOOKUP_BITS = 8  # ... or, fed by events of value 1 with kernel rows of ≤ this many inputs, look up (`conv_lookup`)
+SCATTER_EVENT_COST = 4.0  # a scattered event costs about this many kernel-row look-ups, plus one per tap (measured:
+# docs/latency.md)
 SPARE_EVENTS = 16  # event-list slots past the last event: the table LIF and pooling store 16 lanes at once
 # (`event_kernels._append`)
 _NO_SPIKES = np.zeros((0, 0), dtype=np.uint8)
@@ -284,6 +289,16 @@ def _scatter_taps(rows: np.ndarray, columns: np.ndarray, kernel: int, channels: 
                      (rows[:, 2] * out_width + columns[:, 2]) * channels_out], axis=1)
 
 
+def _lookup_table(values: np.ndarray, accumulator: type, kernel: int, channels: int) -> np.ndarray:
+    """`event_kernels.conv_lookup`'s table [k, 2^(k·C_in), C_out] from integer weight rows [k·k·C_in, C_out]: for
+    kernel row ky and each pattern of its k·C_in inputs (bit kx·C_in + c), the sum of their weight rows, in the
+    accumulator's type (a partial sum of a sum that fits it)."""
+    span = kernel * channels
+    pattern_bits = (np.arange(1 << span)[:, None] >> np.arange(span)) & 1  # [patterns, k·C_in]
+    rows = values.reshape(kernel, span, values.shape[1]).astype(np.int64)
+    return aligned(np.einsum("pb,kbo->kpo", pattern_bits, rows).astype(accumulator))
+
+
 def largest_count(flat: np.ndarray) -> float | None:
     """The largest value of a flat float array whose values are all whole numbers without a sign bit (counts;
     −0 is refused), else None (`event_kernels.count_range`)."""
@@ -452,6 +467,13 @@ class EventEngine:
         `SCATTER_CHANNELS`, the frame-fed layer of polarities) instead of gathering."""
         return self.conv and channels <= SCATTER_CHANNELS
 
+    @staticmethod
+    def _looks_up(weights: _Weights, kernel: int, channels: int, events: _Events) -> bool:
+        """Whether a scattering conv (`_scatters`) looks its sums up instead (`event_kernels.conv_lookup`): events of
+        value 1, integer sums, kernel rows of at most `LOOKUP_BITS` inputs."""
+        return (not events.has_values and np.dtype(weights.accumulator).kind == "i" and weights.fold == 0
+                and kernel * channels <= LOOKUP_BITS)
+
     def _first_macs(self, shape: torch.Size) -> int:
         return dense_macs(self.first, tuple(shape) if self.conv else (math.prod(shape),))
 
@@ -581,11 +603,23 @@ class EventEngine:
         channels_out = weights.values.shape[1]
         acc = self._buffer(("acc", i), (window, out_h, out_w, channels_out), weights.accumulator)
         if self._scatters(channels):  # (`_frame_events` orders the events for it)
+            rows, columns = _taps(height, out_h, k, stride, pad), _taps(width, out_w, k, stride, pad)
             taps = self._position_table(("taps", i), height, width, lambda y, x: _scatter_taps(
-                _taps(height, out_h, k, stride, pad)[y], _taps(width, out_w, k, stride, pad)[x], k, channels,
-                channels_out, out_w))
-            return acc, (out_h, out_w, channels_out), functools.partial(
-                kernels.conv_scatter, *head, channels, k, stride, weights.values, acc, taps)
+                rows[y], columns[x], k, channels, channels_out, out_w))
+            scatter = functools.partial(kernels.conv_scatter, *head, channels, k, stride, weights.values, acc, taps)
+            if not self._looks_up(weights, k, channels, events):
+                return acc, (out_h, out_w, channels_out), scatter
+            line = (width + 2 * pad) * channels + 8  # + 8: a pattern is read as one 8-byte word
+            byte_of = self._position_table(("line", i), height, width, lambda y, x: y * line + (x + pad) * channels)
+            reach = self._position_table(("reach", i), height, width, lambda y, x: rows[y, 1] * columns[x, 1])
+            lookup = functools.partial(
+                kernels.conv_lookup, events.starts, events.pos, events.chan, height, channels, k, stride, pad, byte_of,
+                reach, _lookup_table(weights.values, weights.accumulator, k, channels),
+                acc, self._buffer(("lines", i), (height, line), np.uint8))
+            # the cheaper of the two: look-up work ∝ output neurons × kernel rows, scatter work ∝ events (× taps)
+            break_even = window * out_h * out_w * k / (SCATTER_EVENT_COST + (k / stride) ** 2)
+            return acc, (out_h, out_w, channels_out), lambda: (
+                lookup() if events.starts[window] >= break_even else scatter())
         key_of = self._position_table(("key", i), height, width, lambda y, x: (y * k + x) * channels * channels_out)
         return acc, (out_h, out_w, channels_out), functools.partial(
             kernels.conv_gather, *head, height, width, channels, k, stride, pad, weights.values, acc, key_of,

@@ -19,6 +19,9 @@ pooled there; the layer's gain holds the 1/k²) or count frames, else value 1.
 - `conv_scatter`: the same sums input-stationary (each event adds into the outputs it reaches, its taps looked
   up per position: no division per event or tap), for a layer whose output neurons receive too few events to pay
   for visiting their kernel rows (the frame-fed first layer).
+- `conv_lookup`: the same sums for binary inputs of few channels by table look-up: one table row per output neuron
+  and kernel row, indexed by that row's input pattern; the engine takes it over the scatter when the events are
+  many (its work ∝ output neurons, the scatter's ∝ events).
 - `frame_events`: the nonzero pixels of count frames (the first layer's input) as events, counts as values.
 - `pool_grid`: k × k average pooling (stride k) of one layer's spikes. The LIF kernels of a layer that pools add
   each neuron's spike into its window's count (`cell_of` [H·W]: the window of each position, −1 where none covers
@@ -45,6 +48,7 @@ import numba
 import numpy as np
 
 from sparsity_latency.latency.simd import (
+    load_word,
     popcount,
     trailing_zeros,
     vadd,
@@ -64,6 +68,7 @@ from sparsity_latency.latency.simd import (
 )
 
 INPUT_LIMIT = 2.0**40  # as `neurons.integer`: beyond this every decision is the one at the limit
+PACK = np.uint64(0x0102040810204080)  # w·PACK >> 56 packs the eight 0/1 bytes of w into one byte, lowest first
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -241,6 +246,61 @@ def conv_scatter(starts, pos, chan, values, has_values, fold, in_channels, kerne
     return ops * columns
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_row(word, keep, ky, rows_apart, columns):
+    """The flat table offset of kernel row ky's pattern: the 0/1 bytes of `word` that `keep` keeps, packed into bits."""
+    return ky * rows_apart + (((word & keep) * PACK) >> np.uint64(56)) * np.uint64(columns)
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_lookup(starts, pos, chan, in_height, in_channels, kernel, stride, pad, byte_of, reach, table, acc, lines):
+    """`conv_scatter`'s accumulator for events of value 1 whose kernel rows span at most 8 inputs (k·C_in), by table
+    look-up. Returns the SynOps.
+
+    Step by step, the events mark their bytes in `lines` [H_in, B] (uint8, zero elsewhere): input row y's pixel
+    (x, c) at byte (x + pad)·C_in + c of line y (byte_of[p]: position p's channel 0, flat), B leaving 8 bytes past
+    the last. Each output neuron then sums, over the kernel rows inside the map, one table row: the one of that
+    kernel row's pattern, its k·C_in inputs (bytes (ox·s + kx)·C_in + c, read as one word) packed into bits
+    kx·C_in + c. table [k, 2^(k·C_in), C_out] holds the sum of the weight rows (ky, kx, c) of each pattern's set
+    bits. Work ∝ output neurons × kernel rows (plus the events), whatever the events' count: no load-add-store per
+    tap as in the scatter. The SynOps are the scatter's, each event reaching reach[p] outputs.
+    """
+    columns, patterns = table.shape[2], table.shape[1]
+    width = vwidth(acc)
+    whole = columns - columns % width
+    steps, out_height, out_width = acc.shape[0], acc.shape[1], acc.shape[2]
+    flat, cells, bytes_ = acc.reshape(-1), table.reshape(-1), lines.reshape(-1)
+    line, rows_apart = np.uint64(lines.shape[1]), np.uint64(patterns * columns)
+    keep = np.uint64(-1) >> np.uint64(64 - 8 * kernel * in_channels)  # the pattern's bytes of the word
+    ops = 0
+    for t in range(steps):
+        bytes_[:] = 0
+        for e in range(starts[t], starts[t + 1]):
+            bytes_[byte_of[pos[e]] + chan[e]] = 1
+            ops += reach[pos[e]]
+        for oy in range(out_height):
+            y0 = oy * stride - pad
+            y_lo, y_hi = np.uint64(max(y0, 0)), np.uint64(min(y0 + kernel, in_height))  # kernel rows inside the map
+            for ox in range(out_width):
+                first = np.uint64(ox * stride * in_channels)
+                out = ((t * out_height + oy) * out_width + ox) * columns
+                for column in range(0, whole, width):  # (one pass per vector: the patterns are recomputed, cheaply)
+                    a = vzero(flat)
+                    for y in range(y_lo, y_hi):
+                        row = _table_row(load_word(bytes_, y * line + first), keep, y - np.uint64(y0), rows_apart,
+                                         columns)
+                        a = vadd(a, vload_as(cells, row + np.uint64(column), flat))
+                    vstore(flat, out + column, a)
+                for column in range(whole, columns):
+                    total = acc.dtype.type(0)
+                    for y in range(y_lo, y_hi):
+                        row = _table_row(load_word(bytes_, y * line + first), keep, y - np.uint64(y0), rows_apart,
+                                         columns)
+                        total += cells[row + np.uint64(column)]
+                    flat[out + column] = total
+    return ops * columns
+
+
 @numba.njit(cache=True, nogil=True)
 def linear_gather(starts, pos, chan, values, has_values, fold, channels, weight, acc, rows):
     """acc[t, :] = Σ value · weight[p·C + c, :] over the events (p, c) of step t (C = `channels`: the input map's
@@ -361,8 +421,6 @@ def count_range(values, bits):
         broken |= values[i] != np.floor(values[i])
     return low, high, not broken
 
-
-PACK = np.uint64(0x0102040810204080)  # w·PACK >> 56 packs the eight 0/1 bytes of w into one byte, lowest first
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -20,7 +20,8 @@ adds into a few of them runs at load throughput. The operations are numba intrin
   uint64, lane i on bit i;
 - `vcompress(array, offset, v, bits)` (integer lanes): the lanes of v whose bit is set in the integer `bits`
   (lane i: bit i), one after another from flat offset `offset` on, then zeros: a whole vector is stored;
-- `popcount(word)` and `trailing_zeros(word)` of an unsigned integer.
+- `popcount(word)` and `trailing_zeros(word)` of an unsigned integer;
+- `load_word(array, offset)`: 8 bytes of a uint8 array from any offset, as a little-endian uint64.
 
 No bounds are checked: the caller keeps offset + lanes within the array.
 """
@@ -100,6 +101,16 @@ def vload_as(typingctx, array, offset, like):
         wide = context.get_data_type(vector)
         return loaded if element == wide.element else builder.sext(loaded, wide)
     return vector(array, offset, like), codegen
+
+
+@intrinsic
+def load_word(typingctx, array, offset):
+    """The 8 bytes of a uint8 array from flat offset `offset` on (any alignment) as a little-endian uint64."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        pointer = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(pointer, align=1)
+    return types.uint64(array, offset), codegen
 
 
 @intrinsic
