@@ -296,7 +296,8 @@ def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, valu
 
 
 @pytest.mark.parametrize(("kernel", "stride", "pad", "channels"),
-                         [(3, 1, 1, 2), (3, 2, 1, 2), (4, 2, 1, 2), (5, 3, 2, 1), (2, 2, 0, 3), (1, 1, 0, 8)])
+                         [(3, 1, 1, 2), (3, 2, 1, 2), (4, 2, 1, 2), (5, 3, 2, 1), (2, 2, 0, 3), (1, 1, 0, 8),
+                          (2, 3, 3, 2)])  # the last: stride and padding beyond the kernel (edge rows reach nothing)
 @pytest.mark.parametrize(("accumulator", "channels_out"), [(np.int32, 37), (np.int16, 32), (np.int8, 64)])
 def test_lookup_equals_the_convolution(kernel: int, stride: int, pad: int, channels: int, accumulator: type,
                                        channels_out: int) -> None:

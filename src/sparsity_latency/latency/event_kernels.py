@@ -280,7 +280,8 @@ def conv_lookup(starts, pos, chan, in_height, in_channels, kernel, stride, pad, 
             ops += reach[pos[e]]
         for oy in range(out_height):
             y0 = oy * stride - pad
-            y_lo, y_hi = np.uint64(max(y0, 0)), np.uint64(min(y0 + kernel, in_height))  # kernel rows inside the map
+            y_lo = max(y0, 0)  # the kernel rows inside the map (none, not a negative end, when pad ≥ kernel)
+            y_lo, y_hi = np.uint64(y_lo), np.uint64(max(min(y0 + kernel, in_height), y_lo))
             for ox in range(out_width):
                 first = np.uint64(ox * stride * in_channels)
                 out = ((t * out_height + oy) * out_width + ox) * columns

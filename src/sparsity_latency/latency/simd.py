@@ -106,6 +106,9 @@ def vload_as(typingctx, array, offset, like):
 @intrinsic
 def load_word(typingctx, array, offset):
     """The 8 bytes of a uint8 array from flat offset `offset` on (any alignment) as a little-endian uint64."""
+    if array.dtype != types.uint8:
+        return None  # a typing error: the offset counts bytes
+
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
         pointer = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
