@@ -611,10 +611,9 @@ class EventEngine:
                 return acc, (out_h, out_w, channels_out), scatter
             line = (width + 2 * pad) * channels + 8  # + 8: a pattern is read as one 8-byte word
             byte_of = self._position_table(("line", i), height, width, lambda y, x: y * line + (x + pad) * channels)
-            reach = self._position_table(("reach", i), height, width, lambda y, x: rows[y, 1] * columns[x, 1])
-            lookup = functools.partial(
+            lookup = functools.partial(  # each position reaches the outputs of its scatter taps (the SynOps)
                 kernels.conv_lookup, events.starts, events.pos, events.chan, height, channels, k, stride, pad, byte_of,
-                reach, _lookup_table(weights.values, weights.accumulator, k, channels),
+                taps[:, 0] * taps[:, 1], _lookup_table(weights.values, weights.accumulator, k, channels),
                 acc, self._buffer(("lines", i), (height, line), np.uint8))
             # the cheaper of the two: look-up work ∝ output neurons × kernel rows, scatter work ∝ events (× taps)
             break_even = window * out_h * out_w * k / (SCATTER_EVENT_COST + (k / stride) ** 2)
