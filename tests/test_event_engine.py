@@ -262,6 +262,26 @@ def test_count_frames_run_from_events_and_real_frames_densely(name: str) -> None
     assert first in EventEngine.from_model(float_model).run(counts).macs
 
 
+def random_conv(seed: int, channels: int, density: float, values: int, kernel: int, stride: int, pad: int
+                ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, int]:
+    """For the kernels' tests: counts 1…`values` at `density` [3, C_in, 11, 9], F.conv2d's float64 output
+    [3, H_out, W_out, 37] of random integer weights (37 outputs leave a partial vector), and those weights' rows
+    as the engine stores them for such counts: int8, `folded` up to 4, and the elements between copies."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.randint(1, values + 1, (3, channels, 11, 9), generator=generator)
+    counts *= torch.rand(counts.shape, generator=generator) < density
+    weight = torch.randint(-3, 4, (37, channels, kernel, kernel), generator=generator)
+    expected = F.conv2d(counts.double(), weight.double(), stride=stride, padding=pad).permute(0, 2, 3, 1)
+    rows, fold = event_engine.folded(weight.permute(2, 3, 1, 0).reshape(-1, 37).numpy().astype(np.int32), values)
+    return counts, expected, rows.astype(np.int8), fold  # int8 rows, summed in int32 (sign-extended as they load)
+
+
+def conv_synops(counts: torch.Tensor, channels_out: int, kernel: int, stride: int, pad: int) -> float:
+    """`opcount.synops` of the nonzero counts [T, C_in, H, W] through a conv: events × true fan-out."""
+    layer = nn.Conv2d(counts.shape[1], channels_out, kernel, stride, pad)
+    return synops((counts > 0).double().unsqueeze(1), fan_out(layer, tuple(counts.shape[1:])))
+
+
 @pytest.mark.parametrize(("kernel", "stride", "pad", "values"),
                          [(3, 1, 1, 1), (3, 2, 1, 4), (5, 3, 2, 3), (2, 2, 0, 7), (1, 1, 0, 2)])
 def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, values: int) -> None:
@@ -269,18 +289,11 @@ def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, valu
     for every geometry: each input position's taps reach exactly the outputs the convolution gives it. Counts up
     to 4 add pre-scaled weight rows (`folded`), larger ones multiply; 37 output channels leave a partial vector;
     int8 weights add into int32 sums."""
-    generator = torch.Generator().manual_seed(kernel * 100 + stride * 10 + pad)
-    steps, channels, height, width, channels_out = 3, 2, 11, 9, 37
-    counts = torch.randint(1, values + 1, (steps, channels, height, width), generator=generator)
-    counts *= torch.rand(counts.shape, generator=generator) < 0.3
-    weight = torch.randint(-3, 4, (channels_out, channels, kernel, kernel), generator=generator)
-    expected = F.conv2d(counts.double(), weight.double(), stride=stride, padding=pad).permute(0, 2, 3, 1)
-    out_h, out_w = expected.shape[1:3]
+    counts, expected, rows, fold = random_conv(kernel * 100 + stride * 10 + pad, 2, 0.3, values, kernel, stride, pad)
+    steps, channels, height, width = counts.shape
+    out_h, out_w, channels_out = expected.shape[1:]
     t, c, p = torch.nonzero(counts.reshape(steps, channels, -1), as_tuple=True)  # step-major, channel-major
     starts = np.searchsorted(t.numpy(), np.arange(steps + 1)).astype(np.int64)
-    rows, fold = event_engine.folded(weight.permute(2, 3, 1, 0).reshape(-1, channels_out).numpy().astype(np.int32),
-                                     values)
-    rows = rows.astype(np.int8)  # stored as int8, summed in int32 (sign-extended as they load)
     taps = event_engine._scatter_taps(*(event_engine._taps(size, out, kernel, stride, pad)[index] for size, out, index
                                         in ((height, out_h, np.arange(height * width) // width),
                                             (width, out_w, np.arange(height * width) % width))),
@@ -290,9 +303,37 @@ def test_scatter_equals_the_convolution(kernel: int, stride: int, pad: int, valu
                                counts[t, c, p // width, p % width].numpy().astype(np.int32), True, fold, channels,
                                kernel, stride, rows, acc, taps)
     assert np.array_equal(acc, expected.numpy())
-    spikes = (counts > 0).double()
-    assert ops == synops(spikes.unsqueeze(1), fan_out(nn.Conv2d(channels, channels_out, kernel, stride, pad),
-                                                      (channels, height, width)))
+    assert ops == conv_synops(counts, channels_out, kernel, stride, pad)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "pad", "values"),
+                         [(3, 1, 1, 1), (3, 2, 1, 4), (5, 3, 2, 3), (2, 2, 0, 7), (1, 1, 0, 2), (2, 3, 3, 1)])
+def test_gather_equals_the_convolution(kernel: int, stride: int, pad: int, values: int) -> None:
+    """`conv_gather` (every event-fed conv's output-stationary sums) against F.conv2d in float64 on random counts,
+    for every geometry: each output neuron's band stretch holds exactly the events of its receptive field, the
+    copies past a vector's worth of events included (40 channels at density 0.5: positions hold more than the 8
+    keys or 16 values of a vector). Counts up to 4 add pre-scaled weight rows (`folded`), larger ones multiply;
+    37 output channels leave a partial vector; int8 weights add into int32 sums. SynOps are events × reached
+    outputs."""
+    counts, expected, rows, fold = random_conv(kernel * 100 + stride * 10 + pad + values, 40, 0.5, values, kernel,
+                                               stride, pad)
+    steps, channels, height, width = counts.shape
+    out_h, out_w, channels_out = expected.shape[1:]
+    t, p, c = torch.nonzero(counts.permute(0, 2, 3, 1).reshape(steps, -1, channels), as_tuple=True)  # by position
+    starts = np.searchsorted(t.numpy(), np.arange(steps + 1)).astype(np.int64)
+    y, x = np.divmod(np.arange(height * width, dtype=np.int64), width)
+    spare = event_engine.SPARE_EVENTS
+    scratch = [np.zeros(height * width + 1, np.int64), np.zeros(height * width * channels + spare, np.int64),
+               np.zeros(height * width * channels + spare, np.int32),
+               np.zeros(kernel * width * channels + spare, np.int64),
+               np.zeros(kernel * width * channels + spare, np.int32), np.zeros(width + 1, np.int64)]
+    acc = np.full((steps, out_h, out_w, channels_out), 99, dtype=np.int32)  # every output written
+    ops = kernels.conv_gather(starts, p.numpy().astype(np.int32), c.numpy().astype(np.int32),
+                              counts[t, c, p // width, p % width].numpy().astype(np.int32), values > 1, fold, height,
+                              width, channels, kernel, stride, pad, rows, acc,
+                              (y * kernel + x) * channels * channels_out, *scratch)
+    assert np.array_equal(acc, expected.numpy())
+    assert ops == conv_synops(counts, channels_out, kernel, stride, pad)
 
 
 @pytest.mark.parametrize(("kernel", "stride", "pad", "channels"),
@@ -326,8 +367,7 @@ def test_lookup_equals_the_convolution(kernel: int, stride: int, pad: int, chann
     ops = kernels.conv_lookup(starts, p.numpy().astype(np.int32), c.numpy().astype(np.int32), height, channels,
                               kernel, stride, pad, byte_of, (reach[0] * reach[1]).astype(np.int64), table, acc, lines)
     assert np.array_equal(acc, expected.numpy())
-    assert ops == synops(frames.double().unsqueeze(1), fan_out(nn.Conv2d(channels, channels_out, kernel, stride, pad),
-                                                               (channels, height, width)))
+    assert ops == conv_synops(frames, channels_out, kernel, stride, pad)
 
 
 @pytest.mark.parametrize("density", [0.01, 0.3])

@@ -623,8 +623,11 @@ class EventEngine:
         return acc, (out_h, out_w, channels_out), functools.partial(
             kernels.conv_gather, *head, height, width, channels, k, stride, pad, weights.values, acc, key_of,
             self._buffer(("first", i), (height * width + 1,), np.int64),
-            self._buffer(("key", i), (height * width * channels,), np.int64),
-            self._buffer(("value", i), (height * width * channels,), np.int32))
+            self._buffer(("key", i), (height * width * channels + SPARE_EVENTS,), np.int64),
+            self._buffer(("value", i), (height * width * channels + SPARE_EVENTS,), np.int32),
+            self._buffer(("band", i), (k * width * channels + SPARE_EVENTS,), np.int64),
+            self._buffer(("band_value", i), (k * width * channels + SPARE_EVENTS,), np.int32),
+            self._buffer(("band_first", i), (width + 1,), np.int64))
 
     def _position_table(self, key: tuple, height: int, width: int,
                         build: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:

@@ -145,9 +145,27 @@ def _by_position(starts, pos, chan, values, has_values, fold, columns, t, key_of
         first[q] = max(first[q], first[q - 1])
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _copy(source, lo, n, target, at):
+    """target[at:at + n] = source[lo:lo + n], whole vectors at a time (up to a vector past both ends)."""
+    width = vwidth(source)
+    vstore(target, at, vload(source, lo))
+    if n > width:  # rare when events are sparse: one branch, predictable
+        for j in range(width, n, width):
+            vstore(target, at + j, vload(source, lo + j))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _inside(start, kernel, size):
+    """The kernel's rows (columns) start … start + kernel that lie inside a map of `size`: lo, hi with lo ≤ hi (an
+    empty range where the padding reaches past the kernel)."""
+    lo = max(start, 0)
+    return lo, max(min(start + kernel, size), lo)
+
+
 @numba.njit(cache=True, nogil=True)
 def conv_gather(starts, pos, chan, values, has_values, fold, in_height, in_width, in_channels, kernel, stride, pad,
-                weight, acc, key_of, first, key, value):
+                weight, acc, key_of, first, key, value, band, band_value, band_first):
     """acc[t, oy, ox, :] = Σ value · weight[ky, kx, c, :] over the events (y, x, c) of step t with
     y = oy·stride − pad + ky, x = ox·stride − pad + kx, for every output neuron (written in full, zero where no
     event arrives). Returns the accumulates (SynOps).
@@ -156,9 +174,13 @@ def conv_gather(starts, pos, chan, values, has_values, fold, in_height, in_width
     weights times 1, 2, … V one after another (`fold` = k·k·C_in·C_out elements apart), and an event of value v
     adds its row of copy v (no multiply). Each event carries key = ((y·k + x)·C_in + c)·C_out (+ its copy's
     offset) (key_of [H·W] holds (y·k + x)·C_in·C_out), so its row for output (oy, ox) starts at flat offset
-    key − ((oy·s − pad)·k + ox·s − pad)·C_in·C_out: the inputs of one kernel row (ky) are the events of
-    consecutive positions, one contiguous stretch of the position-sorted list, summed in one loop.
-    first [H·W + 1], key / value [H·W·C_in] are scratch.
+    key − ((oy·s − pad)·k + ox·s − pad)·C_in·C_out, whatever its kernel row and column.
+
+    Per output row, the events of the input rows its kernel covers (its band) are copied into one list ordered by
+    column (`band`, `band_value`; column x's from band_first[x] on): an output neuron's inputs are then one
+    contiguous stretch of it, summed in one loop (three loops per neuron, one per kernel row, ended in as many
+    mispredicted branches when a row holds a few events). first [H·W + 1], key / value [H·W·C_in + 16] and
+    band / band_value [k·W·C_in + 16], band_first [W + 1] are scratch.
     """
     columns = weight.shape[1]
     width = vwidth(acc)
@@ -169,35 +191,38 @@ def conv_gather(starts, pos, chan, values, has_values, fold, in_height, in_width
     ops = 0
     for t in range(steps):
         _by_position(starts, pos, chan, values, has_values, fold, columns, t, key_of, first, key, value)
-        for oy in range(out_height):  # the SynOps
+        for oy in range(out_height):
             y0 = oy * stride - pad
-            for ox in range(out_width):
-                x0 = ox * stride - pad
-                x_lo, x_hi = max(x0, 0), min(x0 + kernel, in_width)
-                for y in range(max(y0, 0), min(y0 + kernel, in_height)):
-                    ops += first[y * in_width + x_hi] - first[y * in_width + x_lo]
-        for offset in range(0, columns, 4 * width):  # one pass per 4 vectors of columns (the last: a partial one)
-            vectors = min(4, (whole - offset) // width)
-            for oy in range(out_height):
-                y0 = oy * stride - pad
-                y_lo, y_hi = max(y0, 0), min(y0 + kernel, in_height)  # the kernel's rows inside the map
+            y_lo, y_hi = _inside(y0, kernel, in_height)
+            n = 0
+            for x in range(in_width):
+                band_first[x] = n
+                for y in range(y_lo, y_hi):
+                    lo = first[y * in_width + x]
+                    count = first[y * in_width + x + 1] - lo
+                    _copy(key, lo, count, band, n)
+                    if multiply:
+                        _copy(value, lo, count, band_value, n)
+                    n += count
+            band_first[in_width] = n
+            for ox in range(out_width):  # the SynOps
+                x_lo, x_hi = _inside(ox * stride - pad, kernel, in_width)
+                ops += band_first[x_hi] - band_first[x_lo]
+            for offset in range(0, columns, 4 * width):  # one pass per 4 vectors of columns (the last: a partial one)
+                vectors = min(4, (whole - offset) // width)
                 for ox in range(out_width):
                     x0 = ox * stride - pad
-                    x_lo, x_hi = max(x0, 0), min(x0 + kernel, in_width)  # the kernel's columns inside the map
+                    x_lo, x_hi = _inside(x0, kernel, in_width)
+                    lo, hi = band_first[x_lo], band_first[x_hi]
                     origin = -(y0 * kernel + x0) * in_channels * columns
                     at = ((t * out_height + oy) * out_width + ox) * columns
                     if vectors > 0:
                         a = vzero(flat), vzero(flat), vzero(flat), vzero(flat)
-                        for y in range(y_lo, y_hi):
-                            a = _accumulate(a, cells, key, value, multiply, first[y * in_width + x_lo],
-                                            first[y * in_width + x_hi], origin + offset, vectors, flat)
+                        a = _accumulate(a, cells, band, band_value, multiply, lo, hi, origin + offset, vectors, flat)
                         _store(flat, at + offset, a, vectors)
                     for column in range(max(offset + vectors * width, whole), min(offset + 4 * width, columns)):
-                        total = acc.dtype.type(0)
-                        for y in range(y_lo, y_hi):
-                            total = _tail(cells, key, value, multiply, first[y * in_width + x_lo],
-                                          first[y * in_width + x_hi], origin + column, total)
-                        flat[at + column] = total
+                        flat[at + column] = _tail(cells, band, band_value, multiply, lo, hi, origin + column,
+                                                  acc.dtype.type(0))
     return ops * columns
 
 
@@ -280,8 +305,8 @@ def conv_lookup(starts, pos, chan, in_height, in_channels, kernel, stride, pad, 
             ops += reach[pos[e]]
         for oy in range(out_height):
             y0 = oy * stride - pad
-            y_lo = max(y0, 0)  # the kernel rows inside the map (none, not a negative end, when pad ≥ kernel)
-            y_lo, y_hi = np.uint64(y_lo), np.uint64(max(min(y0 + kernel, in_height), y_lo))
+            y_lo, y_hi = _inside(y0, kernel, in_height)
+            y_lo, y_hi = np.uint64(y_lo), np.uint64(y_hi)
             for ox in range(out_width):
                 first = np.uint64(ox * stride * in_channels)
                 out = ((t * out_height + oy) * out_width + ox) * columns
