@@ -13,10 +13,10 @@ CHANNELS = 37  # one int16 vector (32 lanes) or two int32 vectors (16) plus a sc
 NO_CELLS = np.zeros(0, dtype=np.int32)
 
 
-def gains_and_offsets(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    gain = rng.choice([0.0, 1e-4, 3e-3, 0.02, 0.7, 5.0], CHANNELS) * rng.random(CHANNELS)
+def gains_and_offsets(rng: np.random.Generator, channels: int = CHANNELS) -> tuple[np.ndarray, np.ndarray]:
+    gain = rng.choice([0.0, 1e-4, 3e-3, 0.02, 0.7, 5.0], channels) * rng.random(channels)
     gain[:3] = (0.0, 2.0**-7, 1.0 / 3)  # no slope; a power of two (exact ties with 2^f); a non-dyadic step
-    return gain, rng.normal(0, 2, CHANNELS)
+    return gain, rng.normal(0, 2, channels)
 
 
 def run_both(acc: np.ndarray, start: np.ndarray, gain: np.ndarray, offset: np.ndarray, frac: int, shift: int,
@@ -80,6 +80,24 @@ def test_sequences_over_steps_and_positions(dtype: type) -> None:
         for expected, got in zip(scalar, table, strict=True):
             np.testing.assert_array_equal(got, expected)
         assert scalar[0].any()
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+@pytest.mark.parametrize("channels", [4, 8, 16, 24])
+def test_few_channels_run_across_positions(dtype: type, channels: int) -> None:
+    """Fewer channels than a vector's lanes (32 int16, 16 int32): where they divide the lanes, the table repeats
+    them and the kernel takes a vector across positions, 13 positions leaving a partial vector (24 channels, and
+    16 in int32: one neuron at a time, as before); the scalar kernel's spikes, levels and events either way."""
+    rng = np.random.default_rng(channels)
+    gain, offset = gains_and_offsets(rng, channels)
+    limit = 2**15 - 1 if dtype == np.int16 else 2**31 - 1
+    acc = rng.integers(-300, 300, size=(9, 13, channels)).astype(dtype)
+    start = rng.integers(-1, 2, size=(13, channels))
+    for zero_reset in (True, False):
+        scalar, table = run_both(acc, start, gain * 0.05, offset * 0.2, 2, 1, -1, 1, zero_reset, limit)
+        for expected, got in zip(scalar, table, strict=True):
+            np.testing.assert_array_equal(got, expected)
+        assert scalar[0].any() and not scalar[0].all()
 
 
 def test_bounds_by_hand() -> None:

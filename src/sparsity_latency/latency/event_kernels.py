@@ -568,6 +568,17 @@ def _append(bits, width, p, offset, pos, chan, n, values, counts, at):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _append_across(bits, width, p, lane_pos, lane_chan, pos, chan, n):
+    """`_append` for a vector spanning positions: lane i is the event (p + lane_pos[i], lane_chan[i])."""
+    for half in range(0, width, 16):
+        chunk = (bits >> np.uint64(half)) & np.uint64(0xFFFF)
+        vcompress(pos, n, vadd(vload(lane_pos, half), vsplat(pos, p)), chunk)
+        vcompress(chan, n, vload(lane_chan, half), chunk)
+        n += popcount(chunk)
+    return n
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _pick(table, m, low, levels, at):
     """The threshold at flat offset `at` of the tables (level `low`), of each lane's stored level m: the levels
     follow one vector apart."""
@@ -602,6 +613,34 @@ def _table_step(a, m, table, low, levels, zero_reset, reset, at):
     return fired, after
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_levels(a, m, bounds, low, levels, zero_reset, reset, at):
+    """`_table_step` for `levels` levels: one branch per count, so that each is straight-line code. (Loading and
+    storing the vectors here as well, in one inlined function, made the LIF layers 4× slower.)"""
+    if levels == 2:
+        return _table_step(a, m, bounds, low, 2, zero_reset, reset, at)
+    if levels == 3:
+        return _table_step(a, m, bounds, low, 3, zero_reset, reset, at)
+    return _table_step(a, m, bounds, low, 4, zero_reset, reset, at)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_neuron(a, stored, table, block, lane, low, zero_reset, reset):
+    """One neuron's step by its thresholds table[block, ·, ·, lane]: (spiked, next level)."""
+    k = stored - low
+    fired = a > table[block, 0, k, lane]
+    after = low
+    for j in range(1, 4):
+        after += a > table[block, j + (3 if fired and not zero_reset else 0), k, lane]
+    return fired, reset if fired and zero_reset else after
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _record_bits(spikes, t, at, bits, width):
+    for lane in range(width):
+        spikes[t, at + lane] = (bits >> np.uint64(lane)) & np.uint64(1)
+
+
 @numba.njit(cache=True, nogil=True)
 def lif_table(acc, table, low, levels, zero_reset, reset, state, record, spikes, starts, pos, chan, cell_of, grid):
     """`lif_integer` on an integer accumulator by threshold tables (`latency.lif_tables.lif_table`,
@@ -612,6 +651,10 @@ def lif_table(acc, table, low, levels, zero_reset, reset, state, record, spikes,
     into `grid`, `pool_grid`); pos / chan need 16 spare slots (`_append`). The loops over levels and thresholds
     have fixed counts (a branch per count: `_table_step`), so that each vector's update is straight-line code
     reading one contiguous block of thresholds (the table is padded to 4 levels).
+
+    With fewer channels than a vector's lanes, dividing them (8 or 16 of 32 int16 lanes), the table's one block
+    holds the channels repeated, and a layer that does not pool takes its neurons a vector at a time across
+    positions (`_append_across`) instead of one neuron at a time.
     """
     steps, positions, channels = acc.shape
     width = vwidth(acc)
@@ -620,24 +663,41 @@ def lif_table(acc, table, low, levels, zero_reset, reset, state, record, spikes,
     flat_acc, flat_state, bounds, flat_grid = acc.reshape(-1), state.reshape(-1), table.reshape(-1), grid.reshape(-1)
     pooled, windows = len(cell_of) > 0, grid.shape[1] // channels
     n = starts[0] = counted = 0
+    if channels < width and width % channels == 0 and not pooled:  # vectors across positions
+        span = positions * channels
+        across = span - span % width
+        lane = np.arange(width)
+        lane_pos, lane_chan = (lane // channels).astype(np.int32), (lane % channels).astype(np.int32)
+        for t in range(steps):
+            for at in range(0, across, width):
+                a, m = vload(flat_acc, t * span + at), vload(flat_state, at)
+                fired, after = _table_levels(a, m, bounds, low, levels, zero_reset, reset, 0)
+                vstore(flat_state, at, after)
+                bits = vbits(fired)
+                if record:
+                    _record_bits(spikes, t, at, bits, width)
+                n = _append_across(bits, width, at // channels, lane_pos, lane_chan, pos, chan, n)
+            for i in range(across, span):
+                p, c = i // channels, i % channels
+                fired, state[p, c] = _table_neuron(acc[t, p, c], state[p, c], table, 0, c, low, zero_reset, reset)
+                if record:
+                    spikes[t, i] = fired
+                if fired:
+                    pos[n], chan[n] = p, c
+                    n += 1
+            starts[t + 1] = n
+        return n
     for t in range(steps):
         for p in range(positions):
             cell = cell_of[p] if pooled else -1
             for offset in range(0, whole, width):
-                at = offset // width * block
                 a = vload(flat_acc, (t * positions + p) * channels + offset)
                 m = vload(flat_state, p * channels + offset)
-                if levels == 2:
-                    fired, after = _table_step(a, m, bounds, low, 2, zero_reset, reset, at)
-                elif levels == 3:
-                    fired, after = _table_step(a, m, bounds, low, 3, zero_reset, reset, at)
-                else:
-                    fired, after = _table_step(a, m, bounds, low, 4, zero_reset, reset, at)
+                fired, after = _table_levels(a, m, bounds, low, levels, zero_reset, reset, offset // width * block)
                 vstore(flat_state, p * channels + offset, after)
                 bits = vbits(fired)
                 if record:
-                    for lane in range(width):
-                        spikes[t, p * channels + offset + lane] = (bits >> np.uint64(lane)) & np.uint64(1)
+                    _record_bits(spikes, t, p * channels + offset, bits, width)
                 if not pooled:
                     n = _append(bits, width, p, offset, pos, chan, n, _NO_VALUES, _NO_COUNTS, 0)
                 elif cell >= 0:  # the pool's count of each channel: a fired lane's mask is −1
@@ -645,12 +705,8 @@ def lif_table(acc, table, low, levels, zero_reset, reset, state, record, spikes,
                     vstore(flat_grid, count, vsub(vload(flat_grid, count), fired))
                     counted += popcount(bits)
             for c in range(whole, channels):  # the channels past the last whole vector
-                a, k, b, lane = acc[t, p, c], state[p, c] - low, c // width, c % width
-                fired = a > table[b, 0, k, lane]
-                after = low
-                for j in range(1, 4):
-                    after += a > table[b, j + (3 if fired and not zero_reset else 0), k, lane]
-                state[p, c] = reset if fired and zero_reset else after
+                fired, state[p, c] = _table_neuron(acc[t, p, c], state[p, c], table, c // width, c % width, low,
+                                                   zero_reset, reset)
                 if record:
                     spikes[t, p * channels + c] = fired
                 if pooled:

@@ -66,19 +66,23 @@ def lif_table(gain: np.ndarray, offset: np.ndarray, frac: int, shift: int, thres
     Threshold j = 0 is the spike; j = 1… the levels above `low` without a spike; j = L… the levels after a
     subtract reset (`level_thresholds`). The table is padded to the widest case, so that the kernel's loops have
     fixed counts: a missing level's thresholds are `limit` (never exceeded), a missing stored level repeats the
-    last one (never selected), channels past C fill the last block. One vector's thresholds are one contiguous
-    block. gain ≥ 0 for every channel (see the module docstring); limit bounds |acc| and must fit `dtype`.
+    last one (never selected), channels past C fill the last block, or, when C divides a vector's lanes, the
+    channels repeat across it (lane i: channel i mod C; `event_kernels.lif_table` runs such a vector across
+    positions). One vector's thresholds are one contiguous block. gain ≥ 0 for every channel (see the module
+    docstring); limit bounds |acc| and must fit `dtype`.
     """
     if (gain < 0).any():
         raise ValueError("threshold tables need gain ≥ 0: negate the channel's weights and gain first")
     levels = high - low + 1
     if levels > MAX_TABLE_LEVELS:
         raise ValueError(f"threshold tables take at most {MAX_TABLE_LEVELS} membrane levels, not {levels}")
+    lanes = 64 // np.dtype(dtype).itemsize
+    if len(gain) < lanes and lanes % len(gain) == 0:  # the channels repeated across one vector
+        gain, offset = np.tile(gain, lanes // len(gain)), np.tile(offset, lanes // len(gain))
     constants = np.array(level_thresholds(frac, threshold, low, high, zero_reset), dtype=np.int64)
     stored = np.array([(level << frac) >> shift for level in range(low, high + 1)], dtype=np.int64)
     targets = constants[:, None, None] - stored[None, :, None] + np.zeros(len(gain), dtype=np.int64)
     found = bounds(gain, offset, frac, targets, limit)  # [K, levels, C]
-    lanes = 64 // np.dtype(dtype).itemsize
     blocks = -(-len(gain) // lanes)
     table = np.full((2 * MAX_TABLE_LEVELS - 1, MAX_TABLE_LEVELS, blocks * lanes), limit, dtype=np.int64)
     table[:levels, :levels, :len(gain)] = found[:levels]
