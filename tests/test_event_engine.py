@@ -68,7 +68,7 @@ def exact_current(model: nn.Module, index: int, previous: torch.Tensor) -> torch
     if pool is not None:
         hidden = pool(hidden)
     weight = layer.quantized_weight().double()
-    out = F.conv2d(hidden, weight, None, layer.stride, layer.padding) if conv else F.linear(hidden, weight)
+    out = F.conv2d(hidden, weight, None, layer.stride, layer.padding) if conv else F.linear(hidden.flatten(1), weight)
     out = F.batch_norm(out, bn.running_mean.double(), bn.running_var.double(), bn.weight.double(), bn.bias.double(),
                        False, 0.0, bn.eps)
     return out.unflatten(0, previous.shape[:2])
@@ -245,7 +245,9 @@ def test_sequences_longer_than_one_window(name: str, membrane_bits: float) -> No
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_count_frames_run_from_events_and_real_frames_densely(name: str) -> None:
     """Frames of counts > 1 (an event-camera frame with several events per pixel) run the first layer from events,
-    each event adding its count times a weight row; real-valued frames, or float weights, keep it dense."""
+    each event adding its count times a weight row, and so do counts normalized by a whole number (the data's
+    `frame_clip`: count / 3, count / 4), the 1/clip in the layer's gain; real-valued frames, or float weights, keep
+    it dense."""
     model = calibrated(name, 8, torch.float64, membrane_bits=1.58, weight_bits=2)
     counts = torch.randint(0, 4, (6, 2, *SHAPES[name])).double() * (torch.rand(6, 2, *SHAPES[name]) < 0.4)
     engine = EventEngine.from_model(model)
@@ -254,10 +256,16 @@ def test_count_frames_run_from_events_and_real_frames_densely(name: str) -> None
     assert result.macs == {} and result.synops[first] == synops(counts, fan_out(getattr(model, first),
                                                                                   counts.shape[2:]))
     assert check_against_dense(model, counts) is None
-    scaled = counts * 0.5  # not counts: dense, with the dense model's own currents and spikes
-    dense = engine.run(scaled)
+    for clip in (3, 4):  # count / frame_clip: from events, the same SynOps
+        result = engine.run(counts.clamp(max=clip) / clip)
+        assert result.macs == {} and result.synops[first] == synops(counts, fan_out(getattr(model, first),
+                                                                                      counts.shape[2:]))
+    # with clip 4 the frames are exact binary fractions, so the harness's exact currents are exact (1/3 is not)
+    assert check_against_dense(model, counts.clamp(max=4) / 4) is None
+    real = counts * torch.rand(counts.shape)  # not counts: dense, with the dense model's own currents and spikes
+    dense = engine.run(real)
     assert first in dense.macs and first not in dense.synops
-    assert check_against_dense(model, scaled) is None
+    assert check_against_dense(model, real) is None
     float_model = calibrated(name, 8, torch.float64, membrane_bits=1.58, weight_bits=32)
     assert first in EventEngine.from_model(float_model).run(counts).macs
 
@@ -389,17 +397,18 @@ def test_first_layer_looks_up_or_scatters_whichever_is_cheaper(density: float,
 @pytest.mark.parametrize("by_position", [False, True])
 def test_frame_events_list_every_nonzero_pixel(dtype: type, by_position: bool) -> None:
     """`frame_events` against torch.nonzero: every nonzero count once, in channel-then-position order (16 positions
-    at a time, 37 positions leaving a partial group) or position-then-channel order, with its count when counted."""
+    at a time, 37 positions leaving a partial group) or position-then-channel order, with its count when counted
+    (read back from count / 3 too)."""
     generator = torch.Generator().manual_seed(7)
     frames = torch.randint(0, 4, (3, 2, 37), generator=generator).to(torch.float64)
     frames *= torch.rand(frames.shape, generator=generator) < 0.4
-    x = frames.numpy().astype(dtype)
     order = (0, 2, 1) if by_position else (0, 1, 2)  # the step, then the listing's outer and inner index
     t, outer, inner = torch.nonzero(frames.permute(*order), as_tuple=True)
     p, c = (outer, inner) if by_position else (inner, outer)
-    for counted in (False, True):
+    for counted, scale in ((False, 1.0), (True, 1.0), (True, 3.0)):  # 3: counts / 3, as frame_clip normalizes them
+        x = frames.numpy().astype(dtype) / dtype(scale)
         starts, pos, chan, values = np.zeros(4, np.int64), *(np.zeros(3 * 2 * 37 + 16, np.int32) for _ in range(3))
-        kernels.frame_events(x, x.view(f"i{x.itemsize}"), counted, by_position, starts, pos, chan, values)
+        kernels.frame_events(x, x.view(f"i{x.itemsize}"), scale, counted, by_position, starts, pos, chan, values)
         assert starts.tolist() == np.searchsorted(t.numpy(), np.arange(4)).tolist()
         assert pos[:len(t)].tolist() == p.tolist() and chan[:len(t)].tolist() == c.tolist()
         if counted:

@@ -307,6 +307,20 @@ def largest_count(flat: np.ndarray) -> float | None:
     return float(np.array(high, dtype=bits).view(flat.dtype)) if whole and low >= 0 else None
 
 
+def frame_counts(flat: np.ndarray) -> tuple[float, float] | None:
+    """(scale, largest count) when a flat float array holds counts / scale: whole numbers ≥ 0 (scale 1, an event
+    camera's frames), or counts normalized by a whole number (`data.frame_clip`: count / clip, divided in the
+    array's type), the scale read from the smallest positive value; else None."""
+    high = largest_count(flat)
+    if high is not None:
+        return 1.0, high
+    scale = round(1.0 / float(kernels.smallest_positive(flat)))
+    if not 1 < scale <= FRAME_COUNT_LIMIT:
+        return None
+    high = kernels.count_scale(flat, float(scale))
+    return (float(scale), float(high)) if high >= 0 else None
+
+
 def aligned(array: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of `array` whose data starts on a 64-byte boundary (one cache line, one vector)."""
     raw = np.empty(array.nbytes + 64, dtype=np.uint8)
@@ -431,36 +445,41 @@ class EventEngine:
     def _first_by_events(self, frames: torch.Tensor) -> bool:
         """Whether the frame-fed layer runs from events on these frames, and its weights and table if so.
 
-        It does when the frames are counts (integers 0…FRAME_COUNT_LIMIT: event-camera frames, binary or not)
-        and the layer's weights are integer multiples of one step, so that its sums are exact integers like every
-        other layer's; otherwise it runs densely with torch, bit-identical to the dense path."""
+        It does when the frames are counts (integers 0…FRAME_COUNT_LIMIT: event-camera frames, binary or not), or
+        such counts divided by a whole number (the data's normalization by `frame_clip`, `frame_counts`; the
+        division goes into the layer's gain, as a pool's 1/k² does), and the layer's weights are integer multiples
+        of one step, so that its sums are exact integers like every other layer's; otherwise it runs densely with
+        torch, bit-identical to the dense path."""
         self.layers.pop(1, None)
         self.tables[1] = None
         if frames.numel() == 0:
             return False
-        high = largest_count(frames.numpy().reshape(-1))
-        if high is None or high > FRAME_COUNT_LIMIT:
+        counts = frame_counts(frames.numpy().reshape(-1))
+        if counts is None or counts[1] > FRAME_COUNT_LIMIT:
             return False
+        self._scale, high = counts
         self._counted = high > 1  # whether the frame events carry counts (values) or are all 1
         bound = 1 << max(0, math.ceil(math.log2(max(high, 1.0))))  # the largest count the weights are built for
         cache = self.__dict__.setdefault("_first_weights", {})
-        if bound not in cache:
+        key = (bound, self._scale)
+        if key not in cache:
             weights = _weights("conv1" if self.conv else "fc1", self.first_weight, self.first.bias, self.first_bn,
-                               1.0, bound)
-            cache[bound] = (weights, self.lifs[0].table(weights)) if weights.values.dtype.kind == "i" else None
-        if cache[bound] is None:
+                               1.0 / self._scale, bound)
+            cache[key] = (weights, self.lifs[0].table(weights)) if weights.values.dtype.kind == "i" else None
+        if cache[key] is None:
             return False
-        self.layers[1], self.tables[1] = cache[bound]
+        self.layers[1], self.tables[1] = cache[key]
         return True
 
     def _frame_events(self, frames: torch.Tensor, t0: int, window: int, events: _Events) -> None:
-        """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] as events (position, channel, count) in
-        `events`: positions y·W + x for a conv, one vector (position 0, feature = flat C·H·W index) for an MLP."""
+        """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] (counts / `_scale`) as events (position,
+        channel, count) in `events`: positions y·W + x for a conv, one vector (position 0, feature = flat C·H·W
+        index) for an MLP."""
         x = frames[t0:t0 + window]
         x = (x.reshape(window, x.shape[1], -1) if self.conv else x.reshape(window, -1, 1)).contiguous().numpy()
         by_position = not self._scatters(x.shape[1])  # x: [T, C, P]; `conv_scatter` takes any order
-        kernels.frame_events(x, x.view(f"i{x.itemsize}"), events.has_values, by_position, events.starts, events.pos,
-                             events.chan, events.values)
+        kernels.frame_events(x, x.view(f"i{x.itemsize}"), self._scale, events.has_values, by_position, events.starts,
+                             events.pos, events.chan, events.values)
 
     def _scatters(self, channels: int) -> bool:
         """Whether a layer fed by `channels` input channels scatters (`event_kernels.conv_scatter`: a conv of at most

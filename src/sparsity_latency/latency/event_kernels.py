@@ -386,11 +386,40 @@ def pool_grid(grid, channels, starts, pos, chan, values):
         starts[t + 1] = n
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count(frame, scale):
+    return np.int32(np.floor(np.float64(frame) * scale + 0.5))
+
+
 @numba.njit(cache=True, nogil=True)
-def frame_events(frames, bits, counted, by_position, starts, pos, chan, values):
-    """The nonzero pixels of count frames [T, C, P] (whole numbers ≥ 0: `count_range`) as step-major events, their
-    counts as values when `counted` (else every count is 1 and `values` is left alone). `bits` is the same memory
-    as signed integers of the frames' width: a count is nonzero exactly when its bit pattern is > 0.
+def count_scale(values, scale):
+    """The largest count of a flat float array whose every value is exactly count / `scale` (a whole count ≥ 0,
+    divided in the array's type: how frames are normalized), else −1."""
+    dtype = values.dtype.type
+    top = 0
+    for v in values:
+        count = _count(v, scale)
+        if count < 0 or dtype(count) / dtype(scale) != v:
+            return -1
+        top = max(top, count)
+    return top
+
+
+@numba.njit(cache=True, nogil=True)
+def smallest_positive(values):
+    """The smallest value > 0 of a flat float array (∞ when none)."""
+    low = np.inf
+    for v in values:
+        if v > 0:
+            low = min(low, v)
+    return low
+
+
+@numba.njit(cache=True, nogil=True)
+def frame_events(frames, bits, scale, counted, by_position, starts, pos, chan, values):
+    """The nonzero pixels of frames [T, C, P] of counts / `scale` (`count_scale`) as step-major events, their counts
+    as values when `counted` (else every count is 1 and `values` is left alone). `bits` is the same memory as
+    signed integers of the frames' width: a count is nonzero exactly when its bit pattern is > 0.
 
     Channel by channel (c, then p, within a step: what `conv_scatter` wants, and it ignores order), 16 positions
     at a time, compressed as `_append` does (pos / chan need 16 spare slots); or, `by_position`, position by
@@ -407,7 +436,7 @@ def frame_events(frames, bits, counted, by_position, starts, pos, chan, values):
                 for c in range(channels):
                     if bits[t, c, p] > 0:
                         pos[n], chan[n] = p, c
-                        values[n] = np.int32(frames[t, c, p]) if counted else 1
+                        values[n] = _count(frames[t, c, p], scale) if counted else 1
                         n += 1
         else:
             for c in range(channels):
@@ -421,13 +450,13 @@ def frame_events(frames, bits, counted, by_position, starts, pos, chan, values):
                     if counted:
                         rest = mask
                         for k in range(n, n + popcount(mask)):
-                            values[k] = np.int32(frames[t, c, p + np.int64(trailing_zeros(rest))])
+                            values[k] = _count(frames[t, c, p + np.int64(trailing_zeros(rest))], scale)
                             rest &= rest - np.uint64(1)
                     n += popcount(mask)
                 for p in range(whole, positions):
                     if bits[t, c, p] > 0:
                         pos[n], chan[n] = p, c
-                        values[n] = np.int32(frames[t, c, p]) if counted else 1
+                        values[n] = _count(frames[t, c, p], scale) if counted else 1
                         n += 1
         starts[t + 1] = n
 
