@@ -452,7 +452,7 @@ class EventEngine:
         torch, bit-identical to the dense path."""
         self.layers.pop(1, None)
         self.tables[1] = None
-        if frames.numel() == 0:
+        if frames.numel() == 0 or not self._first_integer:  # (float weights: no need to read the frames)
             return False
         counts = frame_counts(frames.numpy().reshape(-1))
         if counts is None or counts[1] > FRAME_COUNT_LIMIT:
@@ -470,6 +470,11 @@ class EventEngine:
             return False
         self.layers[1], self.tables[1] = cache[key]
         return True
+
+    @functools.cached_property
+    def _first_integer(self) -> bool:
+        """Whether the frame-fed layer's weights are integer codes for inputs of value 1 (else it runs densely)."""
+        return _weights("first", self.first_weight, self.first.bias, self.first_bn, 1.0, 1).values.dtype.kind == "i"
 
     def _frame_events(self, frames: torch.Tensor, t0: int, window: int, events: _Events) -> None:
         """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] (counts / `_scale`) as events (position,
