@@ -3,7 +3,8 @@
 A trained `ConvSNN` (tiny-conv, vgg9) or `SpikingMLP` runs layer by layer over one sample's whole sequence:
 
 1. The first weight layer is fed by frames. When they hold event counts (integers 0…`FRAME_COUNT_LIMIT`, what
-   an event camera's frames are) and its weights are integer codes, it runs from events like every later layer:
+   an event camera's frames are, or counts / `frame_clip`: `frame_counts`) and its weights are integer codes, it
+   runs from events like every later layer:
    each nonzero pixel adds its count times its weight rows (`_frame_events`; with ≤ `SCATTER_CHANNELS` input
    channels, polarities, into the outputs it reaches: `event_kernels.conv_scatter`, or, for binary frames with
    many events, by looking each output's kernel rows up in a table of their input patterns' sums:
