@@ -461,21 +461,26 @@ class EventEngine:
         self._scale, high = counts
         self._counted = high > 1  # whether the frame events carry counts (values) or are all 1
         bound = 1 << max(0, math.ceil(math.log2(max(high, 1.0))))  # the largest count the weights are built for
-        cache = self.__dict__.setdefault("_first_weights", {})
-        key = (bound, self._scale)
-        if key not in cache:
-            weights = _weights("conv1" if self.conv else "fc1", self.first_weight, self.first.bias, self.first_bn,
-                               1.0 / self._scale, bound)
-            cache[key] = (weights, self.lifs[0].table(weights)) if weights.values.dtype.kind == "i" else None
-        if cache[key] is None:
+        first = self._first_weights(bound, self._scale)
+        if first is None:
             return False
-        self.layers[1], self.tables[1] = cache[key]
+        self.layers[1], self.tables[1] = first
         return True
 
-    @functools.cached_property
+    @property
     def _first_integer(self) -> bool:
         """Whether the frame-fed layer's weights are integer codes for inputs of value 1 (else it runs densely)."""
-        return _weights("first", self.first_weight, self.first.bias, self.first_bn, 1.0, 1).values.dtype.kind == "i"
+        return self._first_weights(1, 1.0) is not None
+
+    def _first_weights(self, bound: int, scale: float) -> tuple[_Weights, np.ndarray | None] | None:
+        """The frame-fed layer's event weights and LIF table for counts up to `bound` of frames counts / `scale`,
+        None when its weights are not integer codes for them (cached)."""
+        cache = self.__dict__.setdefault("_first_weights_cache", {})
+        if (bound, scale) not in cache:
+            weights = _weights("conv1" if self.conv else "fc1", self.first_weight, self.first.bias, self.first_bn,
+                               1.0 / scale, bound)
+            cache[bound, scale] = (weights, self.lifs[0].table(weights)) if weights.values.dtype.kind == "i" else None
+        return cache[bound, scale]
 
     def _frame_events(self, frames: torch.Tensor, t0: int, window: int, events: _Events) -> None:
         """Steps t0 … t0 + window of one sample's count frames [T, C, H, W] (counts / `_scale`) as events (position,

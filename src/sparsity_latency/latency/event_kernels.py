@@ -205,15 +205,14 @@ def conv_gather(starts, pos, chan, values, has_values, fold, in_height, in_width
                         _copy(value, lo, count, band_value, n)
                     n += count
             band_first[in_width] = n
-            for ox in range(out_width):  # the SynOps
-                x_lo, x_hi = _inside(ox * stride - pad, kernel, in_width)
-                ops += band_first[x_hi] - band_first[x_lo]
             for offset in range(0, columns, 4 * width):  # one pass per 4 vectors of columns (the last: a partial one)
                 vectors = min(4, (whole - offset) // width)
                 for ox in range(out_width):
                     x0 = ox * stride - pad
                     x_lo, x_hi = _inside(x0, kernel, in_width)
                     lo, hi = band_first[x_lo], band_first[x_hi]
+                    if offset == 0:  # the SynOps: the events reaching this neuron, times the columns
+                        ops += hi - lo
                     origin = -(y0 * kernel + x0) * in_channels * columns
                     at = ((t * out_height + oy) * out_width + ox) * columns
                     if vectors > 0:

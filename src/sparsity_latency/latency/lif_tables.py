@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparsity_latency.latency.simd import lanes as vector_lanes
 from sparsity_latency.neurons.integer import INPUT_LIMIT
 
 MAX_TABLE_LEVELS = 4  # more levels cost more selects per step than the float64 update they replace
@@ -76,7 +77,7 @@ def lif_table(gain: np.ndarray, offset: np.ndarray, frac: int, shift: int, thres
     levels = high - low + 1
     if levels > MAX_TABLE_LEVELS:
         raise ValueError(f"threshold tables take at most {MAX_TABLE_LEVELS} membrane levels, not {levels}")
-    lanes = 64 // np.dtype(dtype).itemsize
+    lanes = vector_lanes(dtype)
     if len(gain) < lanes and lanes % len(gain) == 0:  # the channels repeated across one vector
         gain, offset = np.tile(gain, lanes // len(gain)), np.tile(offset, lanes // len(gain))
     constants = np.array(level_thresholds(frac, threshold, low, high, zero_reset), dtype=np.int64)
